@@ -1,0 +1,1 @@
+"""Rendering helpers: camera paths over a generator and video encoding."""

@@ -1,0 +1,70 @@
+"""Benchmarks of the nerffs stages; prints and optionally saves JSON.
+
+Suites:
+    generator   one StyleNeRF pass (NeRF vs upsampler split, peak memory) for --presets
+    audio       load + mel + Audio2Exp throughput (random Audio2Exp weights)
+    face_prep   face detection and FFHQ alignment on the scikit-image astronaut photo
+
+Examples:
+    python -m scripts.benchmark --suite generator --presets ffhq512,ffhq1024
+    python -m scripts.benchmark --suite all --out outputs/benchmark.json
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+SUITES = ("generator", "audio", "face_prep")
+
+
+def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, repeats: int) -> dict:
+    """Run the named suites; returns {'machine': ..., suite: result}."""
+    report: dict = {"machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count(),
+                                "torch": torch.__version__, "device": device}}
+    for suite in suites:
+        module = importlib.import_module(f"nerffs.bench.{suite}")
+        if suite == "generator":
+            report[suite] = module.run(presets=presets, device=device, repeats=repeats)
+        else:
+            report[suite] = module.run()
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default="generator", help=f"comma list of {', '.join(SUITES)}, or 'all'")
+    p.add_argument("--presets", default="ffhq512,ffhq1024", help="generator presets (comma list)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median reported)")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    suites = list(SUITES) if ns.suite == "all" else [s.strip() for s in ns.suite.split(",") if s.strip()]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        print(f"error: unknown suite(s) {unknown}; choose from {', '.join(SUITES)} or 'all'", file=sys.stderr)
+        return 2
+    report = run_benchmarks(suites, tuple(ns.presets.split(",")), ns.device, ns.repeats)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if ns.out is not None:
+        from nerffs.utils.io import atomic_write_text
+
+        atomic_write_text(ns.out, text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
