@@ -4,6 +4,7 @@ Suites:
     generator   one StyleNeRF pass (NeRF vs upsampler split, peak memory) for --presets
     audio       load + mel + Audio2Exp throughput (random Audio2Exp weights)
     face_prep   face detection and FFHQ alignment on the scikit-image astronaut photo
+    face3d      Deep3D regression (random weights) and the 3DMM landmark fit (synthetic official-size model)
 
 Examples:
     python -m scripts.benchmark --suite generator --presets ffhq512,ffhq1024
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-SUITES = ("generator", "audio", "face_prep")
+SUITES = ("generator", "audio", "face_prep", "face3d")
 
 
 def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, repeats: int) -> dict:
