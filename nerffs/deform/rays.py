@@ -28,8 +28,8 @@ class ControlPointDeformer:
     """Callable ``(points [B, N, 3], stage) -> points`` for ``NeRFSynthesisNetwork.render_nerf(deform=...)``.
 
     Attributes:
-        ref: [B or 1, V, 2] control points of the reference face in world (y, z).
-        pred: [B or 1, V, 2] the same control points in the driven frame.
+        ref: [1 or B, V, 2] control points of the reference face in world (y, z).
+        pred: [1 or B, V, 2] the same control points in the driven frames (one set per batch item).
         mode: "world" or "official" (see module docstring).
         official_indices: for mode "official": stage -> [N] indices from the frontal reference samples.
         chunk: queries per nearest-neighbour step.
@@ -44,7 +44,8 @@ class ControlPointDeformer:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.ref.shape != self.pred.shape or self.ref.ndim != 3 or self.ref.shape[-1] != 2:
+        if (self.ref.ndim != 3 or self.pred.ndim != 3 or self.ref.shape[1:] != self.pred.shape[1:]
+                or self.ref.shape[-1] != 2 or self.ref.shape[0] not in (1, self.pred.shape[0])):
             raise ValueError(f"ref and pred must both be [B, V, 2], got {tuple(self.ref.shape)} and "
                              f"{tuple(self.pred.shape)}")
         if self.mode == "official" and not {"coarse", "fine"} <= set(self.official_indices):
@@ -55,6 +56,8 @@ class ControlPointDeformer:
         """(y, z) displacement of each point: [B, N, 3] -> [B, N, 2]."""
         delta = (self.ref - self.pred).to(points.dtype)  # [B|1, V, 2]
         b = points.shape[0]
+        if delta.shape[0] not in (1, b):
+            raise ValueError(f"{delta.shape[0]} control-point sets for a batch of {b} point sets")
         delta = delta.expand(b, -1, -1)
         if self.mode == "official":
             # Indices of batch item 0 of the reference render, reused for every item and camera.

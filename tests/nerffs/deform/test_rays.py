@@ -65,3 +65,12 @@ def test_bad_configuration_errors():
         ControlPointDeformer(ref, pred, mode="official")
     with pytest.raises(ValueError, match=r"\[B, V, 2\]"):
         ControlPointDeformer(ref, pred[:, :5])
+
+
+def test_one_reference_many_driven_sets_equals_per_item():
+    ref, _ = _control_points()
+    preds = torch.cat([_control_points(seed=s)[1] for s in (1, 2, 3)])
+    pts = torch.randn(3, 50, 3) * 0.1
+    batched = ControlPointDeformer(ref, preds)(pts, "coarse")
+    for i in range(3):
+        torch.testing.assert_close(batched[i:i + 1], ControlPointDeformer(ref, preds[i:i + 1])(pts[i:i + 1], "coarse"))

@@ -1,0 +1,93 @@
+"""Typed configuration of the talking-head pipeline, composed of one dataclass per stage, with named presets.
+
+``PipelineConfig`` = ``AudioConfig`` (audio front end, momentum a_m, scale l_exp) + ``LoopConfig`` (control
+points, deformation mode, mask window n, blending, batch) + ``FitConfig`` (3DMM landmark fit) +
+``IdentityConfig`` (where the identity comes from) + ``RenderConfig`` (camera, video, provenance).
+Presets: ``official`` (paper defaults) and ``smoke`` (for the random smoke models: small blending resolution,
+short fit).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from nerffs.audio.config import AudioConfig
+from nerffs.face3d.fit import FitConfig
+from nerffs.talking.loop import LoopConfig
+
+
+@dataclass
+class IdentityConfig:
+    """Where the identity latent comes from."""
+
+    source: str = "auto"
+    """'pti' (invert the photo), 'sample' (a seeded latent, the official 'from z' mode), or 'auto' (pti when
+    the inversion module and its LPIPS weights are available, else sample)."""
+    inversion_preset: str = "official"
+    """Preset of the inversion (official: 1000 projection + 2000 tuning steps)."""
+    truncation_psi: float = 0.7
+    """Truncation of a sampled latent (official README: 0.7)."""
+
+
+@dataclass
+class RenderConfig:
+    """Camera path, video encoding and provenance."""
+
+    camera: str = "input"
+    """Camera spec: 'input', 'fixed:yaw=..,pitch=..', 'orbit:yaw=..,pitch=..,period=..', 'keyframes:t:yaw:pitch;..',
+    'driving:PATH' (see nerffs.render.cameras.CameraSpec.parse)."""
+    paste_back: bool = False
+    """Paste the rendered face back into the original photo (inverse alignment, feathered)."""
+    watermark: bool = False
+    """Draw a visible 'synthetic' mark on every frame (the file metadata always says synthetic)."""
+    watermark_text: str = "synthetic"
+    quality: int = 8
+    """H.264 quality 0-10 (imageio-ffmpeg scale)."""
+    frames_dir: str | None = None
+    """Also keep every frame as PNG here (needed for --resume)."""
+    resume: bool = False
+    """Continue from the frames already in ``frames_dir``."""
+
+
+@dataclass
+class PipelineConfig:
+    """All options of ``TalkingHeadPipeline``."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+    def replace(self, **overrides) -> "PipelineConfig":
+        """A copy with flat overrides routed to the stage that owns them, e.g. ``exp_scale=1.2, camera='orbit'``.
+
+        Raises:
+            ValueError: an unknown option name.
+        """
+        parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in overrides.items():
+            owners = [name for name, part in parts.items() if key in {f.name for f in dataclasses.fields(part)}]
+            if not owners:
+                raise ValueError(f"unknown pipeline option {key!r}")
+            parts[owners[0]] = dataclasses.replace(parts[owners[0]], **{key: value})
+        return PipelineConfig(**parts)
+
+
+def _smoke() -> PipelineConfig:
+    cfg = PipelineConfig()
+    cfg.loop = LoopConfig(blend_size=128, batch_size=8)
+    cfg.fit = FitConfig.preset("fast")
+    cfg.identity = IdentityConfig(source="sample")
+    return cfg
+
+
+PRESETS = {"official": PipelineConfig, "smoke": _smoke}
+
+
+def get_config(name: str) -> PipelineConfig:
+    """A fresh config of a named preset ('official' or 'smoke')."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown pipeline preset {name!r}; choose one of {sorted(PRESETS)}") from None

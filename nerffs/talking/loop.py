@@ -1,0 +1,219 @@
+"""The talking-head frame loop (paper sections 4.3-4.5; spec-stylenerf.md 7.6, spec-pipeline.md 8).
+
+Once per identity (``prepare_reference``): a frontal reference render with frozen background; its sample
+depths and background are kept for every frame; parsing gives the static (torso) control points; Deep3D +
+landmark fitting give the reference 3DMM coefficients and the reference control points.
+
+Per frame (``render_frames``), two generator passes instead of the official three (the official first pass
+is overwritten before use):
+
+1. LipaintNet pass: styles [w' x num_nerf_ws, upsampler ws] with w' = LipaintNet(w, exp_t), no deformation
+   -> its NeRF features and an image whose parsed mouth region, averaged over the last n frames, is the mask.
+2. Final pass: the identity styles with the ray deformation of frame t, and the NeRF features blended with
+   pass 1's under that mask.
+
+Work shared by all frames is done once: the background (camera-independent with ``freeze_bg``), the sample
+depths, the face model's identity shape. Frames are batched (``batch_size`` per generator call); the mask
+smoothing stays causal and sequential. Everything runs under ``torch.inference_mode``.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from nerffs.deform.rays import ControlPointDeformer, match_reference_samples
+from nerffs.errors import NoFaceError
+from nerffs.face3d.bfm import ParametricFaceModel
+from nerffs.face3d.coeffs import FaceCoeffs
+from nerffs.face3d.fit import FitConfig, fit_landmarks
+from nerffs.face3d.parsing import BiSeNet, TemporalMaskSmoother
+from nerffs.face3d.recon import Deep3DRegressor, preprocess_generator_image
+from nerffs.lipaint.model import LipaintNet
+from nerffs.talking.blend import blend_features
+from nerffs.talking.controls import ControlPoints, torso_control_points
+from nerffs.utils.image import tensor_to_uint8
+from nerffs.utils.logging import progress
+from stylenerf import Generator, SampleDepths
+from stylenerf.camera import frontal_camera
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopConfig:
+    """Options of the frame loop (paper defaults)."""
+
+    vertex_stride: int = 4
+    """Every k-th 3DMM vertex becomes a control point."""
+    torso_stride: int = 4
+    """Every k-th static-mask pixel becomes a pinned control point."""
+    deform_mode: str = "world"
+    """'world': match samples to control points for the camera rendered; 'official': reuse frontal matches."""
+    mask_window: int = 7
+    """n: the mouth mask is averaged over the last n frames."""
+    blend_size: int = 512
+    """Blending resolution S (official 512)."""
+    blend_mode: str = "bicubic"
+    official_blend: bool = False
+    """Use the official blend formula (re-filters all features) instead of the residual form."""
+    batch_size: int = 4
+    """Frames per generator call."""
+    parse_size: int | None = None
+    """Resolution of the parsing masks; None = the parser's input size."""
+
+
+@dataclass
+class TalkingModels:
+    """The networks the loop needs (all in eval mode, on one device)."""
+
+    generator: Generator
+    face_model: ParametricFaceModel
+    deep3d: Deep3DRegressor
+    parser: BiSeNet
+    lipaint: LipaintNet
+
+
+@dataclass
+class Reference:
+    """Everything computed once per identity.
+
+    ws [1, num_ws, w_dim]; bg_latent [1, z_bg]; depths [1, P, S] coarse/fine; bg_feat [1, P, 3 + F];
+    coeffs: fitted reference 3DMM coefficients (batch 1); controls: reference control points;
+    image [1, 3, R, R] frontal reference render; official_indices: frontal matches for deform_mode 'official'.
+    """
+
+    ws: torch.Tensor
+    bg_latent: torch.Tensor
+    depths: SampleDepths
+    bg_feat: torch.Tensor
+    coeffs: FaceCoeffs
+    controls: ControlPoints
+    image: torch.Tensor
+    official_indices: dict[str, torch.Tensor] = field(default_factory=dict)
+    fit_error_px: float | None = None
+
+
+def _fit_reference(models: TalkingModels, image: torch.Tensor, detector, fit_cfg: FitConfig
+                   ) -> tuple[FaceCoeffs, float | None]:
+    """Deep3D on the frontal render, refined on its detected landmarks (spec 3.6, 4)."""
+    init = models.deep3d.predict(preprocess_generator_image(image))
+    if detector is None:
+        return init, None
+    face224 = tensor_to_uint8(torch.nn.functional.interpolate(image, size=(224, 224), mode="bicubic",
+                                                              align_corners=False))[0]
+    try:
+        landmarks = detector.detect(face224)
+    except NoFaceError:
+        log.warning("no face found in the frontal reference render; using the Deep3D coefficients unrefined")
+        return init, None
+    target = torch.as_tensor(landmarks.points, dtype=torch.float32)[None]
+    with torch.inference_mode(False), torch.enable_grad():
+        init_g = FaceCoeffs(**{k: v.clone() for k, v in vars(init).items()})
+        result = fit_landmarks(models.face_model, init_g, target, fit_cfg)
+    return result.coeffs, float(result.landmark_error.mean())
+
+
+@torch.inference_mode()
+def prepare_reference(models: TalkingModels, ws: torch.Tensor, bg_latent: torch.Tensor, cfg: LoopConfig, *,
+                      detector=None, fit_cfg: FitConfig | None = None) -> Reference:
+    """Frontal reference render, torso points, fitted 3DMM and control points (spec 7.6 'once before the loop').
+
+    Args:
+        models: the networks.
+        ws: [1, num_ws, w_dim] identity styles; bg_latent: [1, z_bg].
+        cfg: loop options.
+        detector: a landmark detector with ``detect(uint8 image)`` (None: Deep3D coefficients unrefined).
+        fit_cfg: landmark-fitting options (default: official iteration counts).
+    """
+    g = models.generator
+    front = g.synthesis(ws, frontal_camera(1, ws.device), bg_latent=bg_latent, freeze_bg=True)
+    size = cfg.parse_size or models.parser.config.input_size
+    static = models.parser.static_mask(front.img, size=size)[0, 0]
+    torso = torso_control_points(static, cfg.torso_stride)
+    coeffs, err = _fit_reference(models, front.img, detector, fit_cfg or FitConfig())
+    proj = models.face_model(coeffs).proj
+    controls = ControlPoints.build(proj, torso, cfg.vertex_stride)
+    log.info("reference: %d face + %d static control points%s", controls.n_face, torso.shape[0],
+             "" if err is None else f", landmark fit error {err:.2f} px")
+    indices = {}
+    if cfg.deform_mode == "official":
+        indices = match_reference_samples(controls.ref, front.nerf.points_coarse, front.nerf.points_fine)
+    return Reference(ws=ws, bg_latent=bg_latent, depths=front.nerf.depths, bg_feat=front.nerf.bg_feat,
+                     coeffs=coeffs, controls=controls, image=front.img, official_indices=indices,
+                     fit_error_px=err)
+
+
+def _expand_depths(d: SampleDepths, b: int) -> SampleDepths:
+    return SampleDepths(d.coarse.expand(b, -1, -1), None if d.fine is None else d.fine.expand(b, -1, -1))
+
+
+class FrameRenderer:
+    """Renders frames for (expression, camera) pairs; holds the causal mask smoother between calls."""
+
+    def __init__(self, models: TalkingModels, ref: Reference, cfg: LoopConfig) -> None:
+        self.models, self.ref, self.cfg = models, ref, cfg
+        self.smoother = TemporalMaskSmoother(cfg.mask_window)
+        self.parse_size = cfg.parse_size or models.parser.config.input_size
+
+    def driven_controls(self, exp: torch.Tensor) -> torch.Tensor:
+        """exp [B, 64] -> driven control points [B, N, 2] (reference coefficients with exp replaced)."""
+        b = exp.shape[0]
+        coeffs = FaceCoeffs(**{k: v.expand(b, -1) for k, v in vars(self.ref.coeffs).items()}).replace(exp=exp)
+        return self.ref.controls.driven(self.models.face_model(coeffs).proj, self.cfg.vertex_stride)
+
+    def lipaint_pass(self, exp: torch.Tensor, cams: torch.Tensor):
+        """Pass 1: LipaintNet styles, no deformation. Returns the synthesis output."""
+        g, ref, b = self.models.generator, self.ref, exp.shape[0]
+        ws_lip = self.models.lipaint.mouth_styles(ref.ws, exp, g.synthesis.num_nerf_ws)
+        return g.synthesis(ws_lip, cams, bg_latent=ref.bg_latent.expand(b, -1), freeze_bg=True,
+                           depths=_expand_depths(ref.depths, b), bg_feat=ref.bg_feat.expand(b, -1, -1))
+
+    def keep_masks(self, lip_img: torch.Tensor) -> torch.Tensor:
+        """Causally smoothed keep masks (1 - mouth) for consecutive frames: [B, 3, R, R] -> [B, 1, S, S]."""
+        mouth = self.models.parser.mouth_mask(lip_img, size=self.parse_size)
+        return torch.cat([1 - self.smoother(mouth[i:i + 1]) for i in range(mouth.shape[0])])
+
+    def final_pass(self, exp: torch.Tensor, cams: torch.Tensor, lip_feat: torch.Tensor, keep: torch.Tensor):
+        """Pass 2: identity styles, ray deformation of these frames, blended features."""
+        g, ref, cfg, b = self.models.generator, self.ref, self.cfg, exp.shape[0]
+        deformer = ControlPointDeformer(ref.controls.ref, self.driven_controls(exp), mode=cfg.deform_mode,
+                                        official_indices=ref.official_indices)
+        hook = lambda f: blend_features(f, lip_feat, keep, cfg.blend_size, cfg.blend_mode,  # noqa: E731
+                                        official=cfg.official_blend)
+        return g.synthesis(ref.ws.expand(b, -1, -1), cams, bg_latent=ref.bg_latent.expand(b, -1), freeze_bg=True,
+                           depths=_expand_depths(ref.depths, b), bg_feat=ref.bg_feat.expand(b, -1, -1),
+                           deform=deformer, feature_hook=hook)
+
+    @torch.inference_mode()
+    def render(self, exp: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
+        """Consecutive frames: exp [B, 64], cams [B, 4, 4] -> images [B, 3, R, R] in [-1, 1]."""
+        if exp.shape[0] != cams.shape[0]:
+            raise ValueError(f"{exp.shape[0]} expressions for {cams.shape[0]} cameras")
+        lip = self.lipaint_pass(exp, cams)
+        keep = self.keep_masks(lip.img)
+        return self.final_pass(exp, cams, lip.nerf.feat, keep).img
+
+
+def render_frames(models: TalkingModels, ref: Reference, exp: torch.Tensor, cams: torch.Tensor, cfg: LoopConfig,
+                  show_progress: bool = True, start: int = 0) -> Iterator[np.ndarray]:
+    """Render frames ``start..T-1`` in batches, yielding uint8 [R, R, 3] frames in order.
+
+    Args:
+        exp: [T, 64] expression per frame; cams: [T, 4, 4] camera per frame.
+        start: first frame to render (resume). The mask smoother is warmed up on the preceding
+            ``mask_window - 1`` frames (LipaintNet pass only), so a resumed run matches an uninterrupted one.
+    """
+    if exp.shape[0] != cams.shape[0]:
+        raise ValueError(f"{exp.shape[0]} expressions for {cams.shape[0]} cameras")
+    renderer = FrameRenderer(models, ref, cfg)
+    with torch.inference_mode():
+        for i in range(max(0, start - cfg.mask_window + 1), start):
+            renderer.keep_masks(renderer.lipaint_pass(exp[i:i + 1], cams[i:i + 1]).img)
+    starts = range(start, exp.shape[0], cfg.batch_size)
+    for s in progress(starts, desc="render frames", total=len(starts), enabled=show_progress, unit="batch"):
+        e = slice(s, s + cfg.batch_size)
+        yield from tensor_to_uint8(renderer.render(exp[e], cams[e]))

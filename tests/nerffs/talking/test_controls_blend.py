@@ -1,0 +1,54 @@
+"""Control-point mapping and feature blending (spec-stylenerf.md 7.3-7.4)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nerffs.talking.blend import blend_features
+from nerffs.talking.controls import ControlPoints, face_control_points, torso_control_points
+
+
+def test_face_points_scale_and_stride():
+    proj = torch.tensor([[[0.0, 0.0], [112.0, 112.0], [224.0, 224.0], [1.0, 2.0], [56.0, 168.0]]])
+    out = face_control_points(proj, stride=2)
+    torch.testing.assert_close(out, torch.tensor([[[-0.1, -0.1], [0.1, 0.1], [-0.05, 0.05]]]))
+
+
+def test_torso_points_match_official_formula():
+    mask = torch.zeros(512, 512, dtype=torch.bool)
+    mask[500, 10] = mask[500, 20] = mask[511, 0] = True
+    pts = torso_control_points(mask, stride=1)
+    expected = torch.tensor([[10 / 2560 - 0.1, -(500 / 2560 - 0.1)], [20 / 2560 - 0.1, -(500 / 2560 - 0.1)],
+                             [0 / 2560 - 0.1, -(511 / 2560 - 0.1)]])
+    torch.testing.assert_close(pts, expected)
+    assert torso_control_points(mask, stride=2).shape == (2, 2)
+
+
+def test_control_points_driven_keeps_static_part():
+    proj = torch.rand(1, 40, 2) * 224
+    cp = ControlPoints.build(proj, torch.rand(5, 2), stride=4)
+    driven = cp.driven(torch.rand(3, 40, 2) * 224)
+    assert driven.shape == (3, 15, 2)
+    torch.testing.assert_close(driven[:, 10:], cp.ref[:, 10:].expand(3, -1, -1))
+    with pytest.raises(ValueError, match="face points"):
+        cp.driven(torch.rand(1, 80, 2))
+
+
+def test_all_ones_mask_is_no_blending_and_zeros_take_lipaint():
+    x, lip = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(blend_features(x, lip, torch.ones(2, 1, 16, 16), size=32), x)
+    full = blend_features(x, lip, torch.zeros(2, 1, 16, 16), size=32)
+    # Closed mask everywhere: x + R(R(lip) - R(x)), a smoothed copy of the LipaintNet features.
+    assert (full - lip).abs().mean() < (x - lip).abs().mean() * 0.5
+
+
+def test_official_formula_matches_spec_expression():
+    x, lip, keep = torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8), torch.rand(1, 1, 16, 16)
+    up = lambda t: F.interpolate(t, size=(32, 32), mode="bicubic", align_corners=False)  # noqa: E731
+    m = up(keep)
+    expected = F.interpolate(m * up(x) + (1 - m) * up(lip), size=(8, 8), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(blend_features(x, lip, keep, size=32, official=True), expected)
+
+
+def test_blend_shape_errors():
+    with pytest.raises(ValueError, match="blend shapes"):
+        blend_features(torch.zeros(1, 3, 8, 8), torch.zeros(1, 4, 8, 8), torch.ones(1, 1, 8, 8))
