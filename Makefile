@@ -24,7 +24,7 @@ system-deps:
 setup: system-deps $(VENV)/.installed
 
 demo: setup
-	$(PY) -m scripts.render_views --preset tiny --out $(OUT)/smoke_views.mp4
+	$(PY) -m scripts.talk --example --out $(OUT)/talking_head.mp4
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -4,6 +4,7 @@ Examples:
     python -m scripts.talk photo.jpg speech.wav --out talk.mp4                 # official weights if present, else smoke
     python -m scripts.talk photo.jpg speech.m4a --out talk.mp4 --camera orbit:yaw=0.4,pitch=0.1,period=4
     python -m scripts.talk photo.jpg speech.wav --out talk.mp4 --weights smoke --watermark
+    python -m scripts.talk --example --out outputs/talking_head.mp4             # astronaut + espeak-ng speech
 
 Camera specs: input (default) | fixed:yaw=0.3,pitch=-0.1 | orbit:yaw=..,pitch=..,period=.. |
 keyframes:T:YAW:PITCH;T:YAW:PITCH.. | driving:FOLDER_OR_VIDEO. Angles in radians (or add 'deg').
@@ -27,8 +28,10 @@ OPTION_FIELDS = {"camera": "camera", "exp_scale": "exp_scale", "momentum": "ref_
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.talk", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", type=Path, help="portrait photo (jpg/png/webp/...)")
-    p.add_argument("audio", type=Path, help="speech recording (wav/mp3/m4a/flac/ogg/...)")
+    p.add_argument("image", type=Path, nargs="?", help="portrait photo (jpg/png/webp/...)")
+    p.add_argument("audio", type=Path, nargs="?", help="speech recording (wav/mp3/m4a/flac/ogg/...)")
+    p.add_argument("--example", action="store_true",
+                   help="use the bundled example inputs: the public-domain astronaut photo and espeak-ng speech")
     p.add_argument("--out", type=Path, required=True, help="output .mp4 (written atomically)")
     p.add_argument("--weights", default="auto", help="'auto' (default), 'smoke', or a weights directory")
     p.add_argument("--camera", default=None, help="camera spec (see above); default 'input'")
@@ -59,12 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     options = {field: getattr(ns, flag) for flag, field in OPTION_FIELDS.items() if getattr(ns, flag) is not None}
+    if ns.example == (ns.image is not None or ns.audio is not None) or (ns.image is None) != (ns.audio is None):
+        print("error: give an IMAGE and an AUDIO file, or --example (and neither)", file=sys.stderr)
+        return 2
     if ns.resume and not ns.frames_dir:
         print("error: --resume needs --frames-dir (the frames to continue from)", file=sys.stderr)
         return 2
     try:
         from nerffs.pipeline import TalkingHeadPipeline
 
+        if ns.example:
+            from nerffs.examples import example_photo, example_speech
+
+            ns.image = example_photo()
+            ns.audio = example_speech(ns.out.with_name(ns.out.stem + "_speech.wav"))
         pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed)
         out = pipe(ns.image, ns.audio, ns.out, seed=ns.seed, show_progress=not ns.quiet, **options)
     except Exception as exc:  # one line for the user, no stack trace

@@ -1,0 +1,32 @@
+"""Example inputs that exist on every machine with the requirements installed (no download).
+
+* photo: scikit-image's public-domain astronaut portrait (Eileen Collins, NASA), located without importing
+  scikit-image;
+* speech: synthesised on the spot with espeak-ng (Debian package ``espeak-ng``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nerffs.errors import InputError
+
+EXAMPLE_TEXT = "Hello! I am a talking head, made from one photo and one recording."
+
+
+def example_photo() -> Path:
+    """Path of the astronaut photo shipped inside scikit-image."""
+    from nerffs.bench.face_prep import astronaut_path
+
+    return Path(astronaut_path())
+
+
+def example_speech(path: str | os.PathLike, text: str = EXAMPLE_TEXT) -> Path:
+    """Synthesise ``text`` with espeak-ng into ``path`` (WAV)."""
+    from nerffs.bench.audio import synthesize_speech
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return synthesize_speech(path, text=text)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None

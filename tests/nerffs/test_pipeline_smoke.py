@@ -1,0 +1,97 @@
+"""End-to-end runs of the talking-head pipeline with the smoke models, a real photo and real speech."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from nerffs.examples import example_photo, example_speech
+from nerffs.pipeline import TalkingHeadPipeline
+from nerffs.render.video import ffmpeg_exe, read_metadata, read_video
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    return example_speech(tmp_path_factory.mktemp("audio") / "hi.wav", text="Hi there, nice to meet you.")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return TalkingHeadPipeline.from_pretrained("smoke")
+
+
+def _has_audio_stream(path):
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    return any("Audio:" in line for line in res.stderr.splitlines())
+
+
+@pytest.mark.slow
+def test_video_has_audio_expected_frames_and_provenance(pipe, speech, tmp_path):
+    out = pipe(example_photo(), speech, tmp_path / "talk.mp4", show_progress=False)
+    samples = len(soundfile.read(str(speech))[0]) * 16000 // soundfile.info(str(speech)).samplerate
+    frames, fps = read_video(out.video)
+    assert fps == 25 and out.num_frames == frames.shape[0]
+    assert abs(out.num_frames - samples // 640) <= 1  # 16 kHz resampling may round one sample
+    assert frames.shape[1:] == (128, 128, 3)
+    assert _has_audio_stream(out.video)
+    tags = read_metadata(out.video)
+    assert "synthetic" in tags["comment"] and "smoke" in tags["comment"]
+    assert out.exp.shape == (out.num_frames, 64) and out.cams.shape == (out.num_frames, 4, 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]  # nothing half-written left around
+
+
+@pytest.mark.slow
+def test_frames_dir_resume_reproduces_the_video(pipe, speech, tmp_path):
+    frames_dir = tmp_path / "frames"
+    first = pipe(example_photo(), speech, tmp_path / "a.mp4", show_progress=False, frames_dir=str(frames_dir))
+    pngs = sorted(frames_dir.glob("*.png"))
+    assert len(pngs) == first.num_frames
+    kept = {p.name: p.read_bytes() for p in pngs[:10]}
+    for p in pngs[10:]:
+        p.unlink()
+    second = pipe(example_photo(), speech, tmp_path / "b.mp4", show_progress=False, frames_dir=str(frames_dir),
+                  resume=True)
+    assert {p.name: p.read_bytes() for p in sorted(frames_dir.glob("*.png"))[:10]} == kept
+    a, _ = read_video(first.video)
+    b, _ = read_video(second.video)
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "scripts.talk", *map(str, args), "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_line_error(res):
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    return len(errors) == 1 and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_cli_error_paths(speech, tmp_path):
+    noise = tmp_path / "noise.png"
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)).save(noise)
+    bad_audio = tmp_path / "bad.wav"
+    bad_audio.write_text("not audio")
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    cases = {
+        "no face": (_cli(noise, speech, "--out", tmp_path / "a.mp4", "--weights", "smoke"), "no face"),
+        "bad audio": (_cli(example_photo(), bad_audio, "--out", tmp_path / "b.mp4", "--weights", "smoke"), "audio"),
+        "missing weights": (_cli(example_photo(), speech, "--out", tmp_path / "c.mp4", "--weights", empty),
+                            "download_weights"),
+        "unwritable": (_cli(example_photo(), speech, "--out", "/proc/nerffs/x.mp4", "--weights", "smoke"),
+                       "cannot write"),
+    }
+    for name, (res, needle) in cases.items():
+        assert res.returncode == 1, (name, res.stderr)
+        assert _one_line_error(res) and needle in res.stderr, (name, res.stderr)
+    assert not any(tmp_path.glob("*.mp4"))
+    usage = _cli("--out", tmp_path / "d.mp4")
+    assert usage.returncode == 2 and "--example" in usage.stderr
