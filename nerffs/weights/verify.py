@@ -1,0 +1,200 @@
+"""Verifying weight files: checksums, sizes, and whether a file is readable in its format.
+
+States reported by :func:`check`:
+
+* ``valid``   -- the file matches its published SHA-256 (or SHA-256 prefix), or its known size and it reads;
+* ``present`` -- the file exists and reads (or was not verified), but there is no reference to check it against;
+* ``missing`` -- neither the file nor its converted form exists;
+* ``corrupt`` -- wrong size or checksum, or it does not read in its format (truncated, an HTML error page, ...).
+
+Readability checks never execute code from a file: safetensors headers are parsed as JSON, zip-format torch
+files are CRC-checked without unpickling, legacy torch files use ``torch.load(weights_only=True)``, StyleNeRF
+pickles go through ``stylenerf.legacy``, ``.mat`` files through ``scipy.io.loadmat``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nerffs.weights.paths import (PICKLE_SUFFIXES, TORCH_SUFFIXES, converted_path, converted_present, how_to_get,
+                                  safetensors_header, weights_dir)
+from nerffs.weights.registry import REGISTRY, Asset, lookup
+
+LOG = logging.getLogger(__name__)
+
+STATES = ("valid", "present", "missing", "corrupt")
+USABLE_STATES = ("valid", "present")
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    """The outcome of checking one asset."""
+
+    name: str
+    """Registry name."""
+    path: Path
+    """Where the original file is expected."""
+    state: str
+    """One of ``STATES``: 'valid', 'present', 'missing' or 'corrupt'."""
+    detail: str
+    """Why (checksum, size, read error, or how to get a missing file)."""
+    features: tuple[str, ...] = ()
+    """Features the asset provides (copied from the registry)."""
+
+    @property
+    def usable(self) -> bool:
+        """Whether the pipeline may use the file ('valid' or 'present')."""
+        return self.state in USABLE_STATES
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:160]}" if text else type(exc).__name__
+
+
+def _read_safetensors_header(path: Path) -> None:
+    """Check that the JSON header parses and the tensor data it describes ends exactly at the end of the file."""
+    length, header = safetensors_header(path)
+    end = 8 + length + max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    if end != path.stat().st_size:
+        raise ValueError(f"tensor data ends at {end} B but the file has {path.stat().st_size} B")
+
+
+def _read_torch(path: Path) -> None:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # CRC of every member: catches truncation and bit rot without unpickling
+        if bad is not None:
+            raise ValueError(f"member {bad} fails its CRC")
+        return
+    import torch
+
+    torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def _read_pickle(path: Path) -> None:
+    from stylenerf.legacy import read_official_pickle
+
+    read_official_pickle(path)
+
+
+def _read_mat(path: Path) -> None:
+    from scipy.io import loadmat
+
+    if not loadmat(str(path)):
+        raise ValueError("no variables")
+
+
+def readable(path: Path, suffix: str | None = None) -> tuple[bool, str]:
+    """Whether ``path`` reads in the format its suffix names (no code from the file runs).
+
+    Args:
+        path: the file.
+        suffix: the format to check (e.g. ``'.pth'`` for a ``.pth.part`` download); default ``path``'s suffix.
+
+    Returns:
+        ``(ok, detail)``; unknown suffixes count as readable.
+    """
+    suffix = (suffix or path.suffix).lower()
+    reader = {".safetensors": _read_safetensors_header, ".mat": _read_mat}.get(suffix)
+    if suffix in TORCH_SUFFIXES:
+        reader = _read_torch
+    elif suffix in PICKLE_SUFFIXES:
+        reader = _read_pickle
+    if reader is None:
+        return True, "format not checked"
+    try:
+        reader(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means the file is unusable
+        return False, f"does not read as {suffix} ({_first_line(exc)})"
+    return True, "reads"
+
+
+def _hash_state(asset: Asset, path: Path) -> tuple[str, str] | None:
+    """('valid'|'corrupt', detail) when a checksum is known, else None."""
+    if asset.sha256 is None and asset.sha256_prefix is None:
+        return None
+    digest = sha256_of(path)
+    expected = asset.sha256 or asset.sha256_prefix or ""
+    if digest.startswith(expected):
+        return "valid", f"sha256 {digest[:16]}... matches"
+    return "corrupt", f"sha256 {digest[:16]}... does not match the expected {expected[:16]}..."
+
+
+def file_state(asset: Asset, path: Path, *, verify_hash: bool = True) -> tuple[str, str]:
+    """Verify one existing file against what the registry knows: ``(state, detail)``.
+
+    Args:
+        asset: its registry entry.
+        path: the file.
+        verify_hash: compute the checksum and read the file; False checks only the size (fast).
+    """
+    size = path.stat().st_size
+    if asset.size is not None and size != asset.size:
+        return "corrupt", f"size {size} B, expected {asset.size} B (truncated or wrong file)"
+    if not verify_hash:
+        return "present", f"{size} B, not verified"
+    hashed = _hash_state(asset, path)
+    if hashed is not None:
+        return hashed
+    ok, detail = readable(path)
+    if not ok:
+        return "corrupt", detail
+    if asset.size is not None:
+        return "valid", f"size matches ({size} B) and the file {detail}"
+    return "present", f"{size} B, {detail}; no published checksum to verify against"
+
+
+def check_asset(asset: Asset, root: str | os.PathLike | None = None, *, verify_hash: bool = True) -> AssetStatus:
+    """The :class:`AssetStatus` of one asset under ``root``."""
+    path = weights_dir(root) / asset.filename
+    if path.is_file():
+        state, detail = file_state(asset, path, verify_hash=verify_hash)
+    else:
+        converted = converted_path(path)
+        if converted is not None and converted_present(converted):
+            state, detail = "present", f"only the converted form {converted.name} is present"
+        else:
+            state, detail = "missing", how_to_get(asset, root)
+    return AssetStatus(asset.name, path, state, detail, asset.features)
+
+
+def check(root: str | os.PathLike | None = None, verify_hash: bool = True, *, names: Iterable[str] | None = None,
+          registry: Mapping[str, Asset] | None = None) -> list[AssetStatus]:
+    """Check every asset (or ``names``) under the weights directory ``root``.
+
+    Args:
+        root: weights directory (default ``weights_dir()``).
+        verify_hash: compute checksums and read files; False only compares sizes (fast).
+        names: restrict to these registry names (default: all, in registry order).
+        registry: the table to check (default ``REGISTRY``).
+
+    Returns:
+        one :class:`AssetStatus` per asset.
+    """
+    table = REGISTRY if registry is None else registry
+    selected = list(table) if names is None else list(dict.fromkeys(names))
+    return [check_asset(lookup(n, table), root, verify_hash=verify_hash) for n in selected]
+
+
+def available_features(statuses: Iterable[AssetStatus]) -> dict[str, bool]:
+    """Feature -> whether at least one asset providing it is usable ('valid' or 'present')."""
+    out: dict[str, bool] = {}
+    for status in statuses:
+        for feature in status.features:
+            out[feature] = out.get(feature, False) or status.usable
+    return out
