@@ -36,6 +36,9 @@ class RenderConfig:
     camera: str = "input"
     """Camera spec: 'input', 'fixed:yaw=..,pitch=..', 'orbit:yaw=..,pitch=..,period=..', 'keyframes:t:yaw:pitch;..',
     'driving:PATH' (see nerffs.render.cameras.CameraSpec.parse)."""
+    expression: str = "audio"
+    """Where the per-frame expression comes from: 'audio' (Audio2Exp) or 'driving' (the Deep3D expression of
+    each driving frame; needs camera 'driving:PATH'; the video then has the driving clip's length)."""
     paste_back: bool = False
     """Paste the rendered face back into the original photo (inverse alignment, feathered)."""
     watermark: bool = False
@@ -47,6 +50,12 @@ class RenderConfig:
     """Also keep every frame as PNG here (needed for --resume)."""
     resume: bool = False
     """Continue from the frames already in ``frames_dir``."""
+
+    def __post_init__(self) -> None:
+        if self.expression not in ("audio", "driving"):
+            raise ValueError(f"expression must be 'audio' or 'driving', got {self.expression!r}")
+        if self.expression == "driving" and not self.camera.startswith("driving:"):
+            raise ValueError("expression 'driving' needs a driving clip: camera 'driving:FOLDER_OR_VIDEO'")
 
 
 @dataclass
@@ -66,11 +75,14 @@ class PipelineConfig:
             ValueError: an unknown option name.
         """
         parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        grouped: dict[str, dict] = {}
         for key, value in overrides.items():
             owners = [name for name, part in parts.items() if key in {f.name for f in dataclasses.fields(part)}]
             if not owners:
                 raise ValueError(f"unknown pipeline option {key!r}")
-            parts[owners[0]] = dataclasses.replace(parts[owners[0]], **{key: value})
+            grouped.setdefault(owners[0], {})[key] = value
+        for name, values in grouped.items():  # all of a stage's options at once, so checks see them together
+            parts[name] = dataclasses.replace(parts[name], **values)
         return PipelineConfig(**parts)
 
 

@@ -9,6 +9,7 @@ inversion or a sampled latent); 5. reference (frontal render, torso points, 3DMM
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -26,8 +27,9 @@ from nerffs.models import SMOKE, ModelSet, official_models, smoke_models
 from nerffs.preprocess.align import AlignConfig, AlignedFace, align_face, paste_back
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.preprocess.landmarks import DlibLandmarks
-from nerffs.talking.loop import Reference, prepare_reference, render_frames
+from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
 from nerffs.utils.image import uint8_to_tensor
+from stylenerf import Generator
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,14 @@ class TalkingHeadPipeline:
         return self._detector
 
     # ---- steps ------------------------------------------------------------------------------------
-    def check_inputs(self, image: ImageSource, audio: str | os.PathLike, output: str | os.PathLike) -> None:
+    def check_inputs(self, image: ImageSource, audio: str | os.PathLike | None, output: str | os.PathLike) -> None:
         """Step 1: fail early, in one line, on inputs that cannot work."""
         if isinstance(image, (str, os.PathLike)) and not Path(image).is_file():
             raise InputError(f"image not found: {image}")
-        if not Path(audio).is_file():
+        if audio is None and self.config.render.expression == "audio":
+            raise InputError("no audio given; pass a speech recording (or drive expressions with a video: "
+                             "expression='driving', camera='driving:CLIP')")
+        if audio is not None and not Path(audio).is_file():
             raise InputError(f"audio not found: {audio}")
         out = Path(output)
         if out.suffix.lower() != ".mp4":
@@ -108,8 +113,10 @@ class TalkingHeadPipeline:
         size = self.models.talking.generator.img_resolution
         return rgb, align_face(rgb, face, AlignConfig(output_size=size, min_face_size=min(128.0, size)))
 
-    def identity(self, aligned: AlignedFace, cam: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step 4: ws [1, num_ws, w_dim] and bg latent [1, z_bg] (PTI inversion, or a seeded latent)."""
+    def identity(self, aligned: AlignedFace, cam: torch.Tensor, seed: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, Generator]:
+        """Step 4: ws [1, num_ws, w_dim], bg latent [1, z_bg] and the generator to render them with (PTI
+        inversion tunes a copy; the pipeline's own generator is never modified), or a seeded latent."""
         cfg, g = self.config.identity, self.models.talking.generator
         rng = torch.Generator().manual_seed(seed)
         if cfg.source in ("pti", "auto") and not self.models.is_smoke:
@@ -121,13 +128,12 @@ class TalkingHeadPipeline:
             else:
                 target = uint8_to_tensor(aligned.image, self.device)
                 result = invert(g, target, cam, load_inversion_config(cfg.inversion_preset), rng=rng)
-                self.models.talking.generator = result.apply(g)
-                return result.ws, result.bg_latent
+                return result.ws, result.bg_latent, result.apply(g)
         log.info("identity: sampled latent (seed %d, psi %.2f) - the 'from z' mode", seed, cfg.truncation_psi)
         with torch.inference_mode():
             z = torch.randn(1, g.z_dim, generator=rng).to(self.device)
             ws = g.mapping(z, truncation_psi=cfg.truncation_psi)
-        return ws, torch.randn(1, g.cfg.nerf.z_dim_bg, generator=rng).to(self.device)
+        return ws, torch.randn(1, g.cfg.nerf.z_dim_bg, generator=rng).to(self.device), g
 
     def audio_features(self, audio: str | os.PathLike) -> np.ndarray:
         """Step 2: audio file -> mel windows [T, 80, 16] (early, so a bad file fails before any rendering)."""
@@ -135,12 +141,27 @@ class TalkingHeadPipeline:
 
         return mel_windows(load_audio(audio, self.config.audio), self.config.audio)
 
-    def expressions(self, mel: np.ndarray, ref: Reference) -> torch.Tensor:
-        """Step 6: mel windows -> exp [T, 64] driven from the reference expression (momentum a_m, scale l_exp)."""
+    def expressions(self, mel: np.ndarray | None, ref: Reference, driving) -> torch.Tensor:
+        """Step 6: exp [T, 64]: Audio2Exp from the reference expression (momentum a_m, scale l_exp), or the
+        driving frames' own Deep3D expressions (video-driven mode, as the official video script)."""
+        if self.config.render.expression == "driving":
+            return driving.exp.to(self.device)
         from nerffs.audio import audio_to_expression
 
         exp = audio_to_expression(self.models.audio2exp, mel, ref.coeffs.exp[0], self.config.audio)
         return exp.to(self.device)
+
+    def driving_sequence(self):
+        """Pose and expression of every driving frame (None unless the camera spec is 'driving:PATH')."""
+        from nerffs.render.cameras import CameraSpec
+
+        spec = CameraSpec.parse(self.config.render.camera)
+        if spec.mode != "driving":
+            return None
+        from nerffs.driving import driving_fps, estimate_driving, read_driving_frames
+
+        return estimate_driving(read_driving_frames(spec.driving), self.detector, self.models.talking.deep3d,
+                                fps=driving_fps(spec.driving))
 
     def input_pose(self, aligned: AlignedFace) -> torch.Tensor:
         """The photo's camera: Deep3D head pose of the aligned photo -> cam2world [1, 4, 4] (spec 3.5)."""
@@ -152,25 +173,20 @@ class TalkingHeadPipeline:
             angles = self.models.talking.deep3d.predict(preprocess_rgb_image(img)).angle
         return front_matrix(angles).to(self.device)
 
-    def cameras(self, base: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def cameras(self, base: torch.Tensor, num_frames: int, driving=None) -> torch.Tensor:
         """Step 7: the camera of every frame [T, 4, 4] from the render config's camera spec."""
         from nerffs.render.cameras import CameraSpec, camera_path
 
         spec = CameraSpec.parse(self.config.render.camera)
-        angles, fps = None, None
-        if spec.mode == "driving":
-            from nerffs.driving import driving_fps, estimate_driving, read_driving_frames
-
-            fps = driving_fps(spec.driving)
-            seq = estimate_driving(read_driving_frames(spec.driving), self.detector, self.models.talking.deep3d,
-                                   fps=fps)
-            angles = seq.angles
-        # A driving clip is re-timed to the output frame rate (NFS pairs frames one to one, whatever the rate).
+        angles = None if driving is None else driving.angles
+        # Audio-driven: a driving clip is re-timed to the output rate (NFS pairs frames one to one whatever the
+        # rate). Video-driven: output frame t is driving frame t.
+        fps = None if driving is None or self.config.render.expression == "driving" else driving.fps
         return camera_path(spec, base, num_frames, self.config.audio.fps, driving_angles=angles,
                            driving_fps=fps).to(self.device)
 
-    def frames(self, ref: Reference, exp: torch.Tensor, cams: torch.Tensor, photo: np.ndarray,
-               aligned: AlignedFace, show_progress: bool) -> Iterator[np.ndarray]:
+    def frames(self, talking: TalkingModels, ref: Reference, exp: torch.Tensor, cams: torch.Tensor,
+               photo: np.ndarray, aligned: AlignedFace, show_progress: bool) -> Iterator[np.ndarray]:
         """Step 8: frames in order, with resume from ``frames_dir``, paste-back and watermark applied."""
         from nerffs.render.frames import FrameStore
         from nerffs.render.video import add_watermark
@@ -181,7 +197,7 @@ class TalkingHeadPipeline:
         if start:
             log.info("resuming after %d rendered frames in %s", start, rc.frames_dir)
             yield from store.read(start)
-        for i, frame in enumerate(render_frames(self.models.talking, ref, exp, cams, self.config.loop,
+        for i, frame in enumerate(render_frames(talking, ref, exp, cams, self.config.loop,
                                                 show_progress, start=start), start=start):
             if rc.paste_back:
                 frame = paste_back(photo, frame, aligned)
@@ -192,22 +208,29 @@ class TalkingHeadPipeline:
             yield frame
 
     # ---- the whole run ---------------------------------------------------------------------------
-    def __call__(self, image: ImageSource, audio: str | os.PathLike, output: str | os.PathLike, *, seed: int = 0,
+    def __call__(self, image: ImageSource, audio: str | os.PathLike | None, output: str | os.PathLike, *, seed: int = 0,
                  show_progress: bool = True, **options) -> TalkingHeadOutput:
         """Make a talking-head video.
 
         Args:
             image: portrait photo (path, PIL image or uint8 array).
-            audio: speech recording (any format ffmpeg reads).
+            audio: speech recording (any format ffmpeg reads); may be None in the video-driven mode.
             output: destination .mp4 (written atomically).
             seed: seed of every random choice (sampled identity, blink).
             show_progress: progress bars.
             **options: flat overrides of ``PipelineConfig`` fields (e.g. ``exp_scale=1.2``, ``camera='orbit'``).
         """
+        saved = self.config
+        self.config = saved.replace(**options) if options else saved  # options apply to this call only
+        try:
+            return self._run(image, audio, output, seed, show_progress)
+        finally:
+            self.config = saved
+
+    def _run(self, image: ImageSource, audio: str | os.PathLike | None, output: str | os.PathLike, seed: int,
+             show_progress: bool) -> TalkingHeadOutput:
         from nerffs.render.video import write_video
 
-        if options:
-            self.config = self.config.replace(**options)
         t: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -217,19 +240,21 @@ class TalkingHeadPipeline:
             t[name], clock = now - clock, now
 
         self.check_inputs(image, audio, output)                                     # 1
-        mel = self.audio_features(audio)                                            # 2
+        mel = None if audio is None or self.config.render.expression == "driving" else self.audio_features(audio)  # 2
+        driving = self.driving_sequence()
         photo, aligned = self.align(image)                                          # 3
         lap("load_align")
         base_cam = self.input_pose(aligned)
-        ws, bg = self.identity(aligned, base_cam, seed)                             # 4
+        ws, bg, g = self.identity(aligned, base_cam, seed)                          # 4
+        talking = dataclasses.replace(self.models.talking, generator=g)
         lap("identity")
-        ref = prepare_reference(self.models.talking, ws, bg, self.config.loop, detector=self.detector,
+        ref = prepare_reference(talking, ws, bg, self.config.loop, detector=self.detector,
                                 fit_cfg=self._fit_config(show_progress))            # 5
         lap("reference")
-        exp = self.expressions(mel, ref)                                            # 6
+        exp = self.expressions(mel, ref, driving)                                   # 6
         lap("audio2exp")
-        cams = self.cameras(base_cam, exp.shape[0])                                 # 7
-        frames = self.frames(ref, exp, cams, photo, aligned, show_progress)         # 8
+        cams = self.cameras(base_cam, exp.shape[0], driving)                        # 7
+        frames = self.frames(talking, ref, exp, cams, photo, aligned, show_progress)  # 8
         path = write_video(frames, output, fps=self.config.audio.fps, audio_path=audio,
                            quality=self.config.render.quality, metadata=self._provenance())
         lap("render")
@@ -238,8 +263,6 @@ class TalkingHeadPipeline:
                                  cams=cams, ws=ws, weights=self.models.label, timings=t)
 
     def _fit_config(self, show_progress: bool):
-        import dataclasses
-
         return dataclasses.replace(self.config.fit, show_progress=show_progress)
 
     def _provenance(self) -> dict[str, str]:

@@ -22,7 +22,8 @@ from pathlib import Path
 OPTION_FIELDS = {"camera": "camera", "exp_scale": "exp_scale", "momentum": "ref_momentum",
                  "mask_window": "mask_window", "blink": "blink", "deform": "deform_mode", "batch": "batch_size",
                  "paste_back": "paste_back", "watermark": "watermark", "frames_dir": "frames_dir",
-                 "resume": "resume", "identity": "source", "trunc": "truncation_psi"}
+                 "resume": "resume", "identity": "source", "trunc": "truncation_psi",
+                 "expression": "expression"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blink", choices=["none", "random"], default=None, help="eye-blink input (default none)")
     p.add_argument("--deform", choices=["world", "official"], default=None,
                    help="sample matching: world (view-consistent, default) or official (frontal index reuse)")
+    p.add_argument("--expression", choices=["audio", "driving"], default=None,
+                   help="expressions from the audio (default) or from the driving clip (needs --camera driving:CLIP; "
+                        "then AUDIO may be '-' for a silent video)")
     p.add_argument("--identity", choices=["auto", "pti", "sample"], default=None,
                    help="identity from PTI inversion of the photo, or a sampled latent")
     p.add_argument("--trunc", type=float, default=None, help="truncation psi of a sampled identity (0.7)")
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
             ns.image = example_photo()
             ns.audio = example_speech(ns.out.with_name(ns.out.stem + "_speech.wav"))
+        if ns.audio is not None and str(ns.audio) == "-":
+            ns.audio = None
         pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed)
         out = pipe(ns.image, ns.audio, ns.out, seed=ns.seed, show_progress=not ns.quiet, **options)
     except Exception as exc:  # one line for the user, no stack trace

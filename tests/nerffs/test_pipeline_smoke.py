@@ -95,3 +95,21 @@ def test_cli_error_paths(speech, tmp_path):
     assert not any(tmp_path.glob("*.mp4"))
     usage = _cli("--out", tmp_path / "d.mp4")
     assert usage.returncode == 2 and "--example" in usage.stderr
+
+
+@pytest.mark.slow
+def test_video_driven_mode_takes_length_and_expression_from_the_clip(pipe, tmp_path):
+    from nerffs.preprocess.image import load_image
+    from nerffs.render.video import write_video
+
+    photo = load_image(example_photo())
+    clip = [np.roll(photo, shift, axis=1) for shift in range(0, 40, 5)]  # 8 frames of a moving face
+    clip_path = write_video(clip, tmp_path / "drive.mp4", fps=25)
+    out = pipe(example_photo(), None, tmp_path / "vd.mp4", show_progress=False, expression="driving",
+               camera=f"driving:{clip_path}")
+    frames, _ = read_video(out.video)
+    assert out.num_frames == frames.shape[0] == 8
+    assert not _has_audio_stream(out.video)
+    # Expressions come from the clip (Deep3D per frame), not from Audio2Exp: they vary with the frames.
+    assert out.exp.shape == (8, 64) and (out.exp[0] - out.exp[-1]).abs().max() > 0
+    assert pipe.config.render.expression == "audio"  # per-call options do not stick to the pipeline
