@@ -42,6 +42,8 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, in] -> [N, out]
+        if is_broadcast(x):  # one style repeated over the batch: compute once, broadcast the result
+            return self.forward(x[:1]).expand(x.shape[0], -1)
         w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
         if b is not None:
@@ -83,6 +85,11 @@ class Conv2dLayer(nn.Module):
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=clamp)
 
 
+def is_broadcast(x: torch.Tensor) -> bool:
+    """True for a batch that is one row expanded (stride 0 on dim 0): constant styles over many frames."""
+    return x.ndim >= 1 and x.shape[0] > 1 and x.stride(0) == 0
+
+
 def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True) -> torch.Tensor:
     """Per-sample modulated (and optionally demodulated) weights (spec 2.1).
 
@@ -92,8 +99,10 @@ def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool
         demodulate: normalise each output filter to unit L2 norm (+1e-8).
 
     Returns:
-        [B, O, I, k, k].
+        [B, O, I, k, k] (an expanded view when ``styles`` is one row broadcast over the batch).
     """
+    if is_broadcast(styles):
+        return modulate_weight(weight, styles[:1], demodulate).expand(styles.shape[0], -1, -1, -1, -1)
     w = weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
@@ -124,10 +133,15 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
     w = modulate_weight(weight.to(x.dtype), styles.to(x.dtype), demodulate)  # [B, O, I, k, k]
     if weight.shape[-1] == 1:
-        out = torch.bmm(w[:, :, :, 0, 0], x.reshape(batch, in_ch, -1))
+        if is_broadcast(styles):
+            out = torch.matmul(w[0, :, :, 0, 0], x.reshape(batch, in_ch, -1))
+        else:
+            out = torch.bmm(w[:, :, :, 0, 0], x.reshape(batch, in_ch, -1))
         return out.reshape(batch, -1, *x.shape[2:])
     if not flip_weight:
         w = w.flip([3, 4])
+    if is_broadcast(styles):  # the same filters for every item: one plain convolution over the batch
+        return F.conv2d(x, w[0], padding=padding)
     out = F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, in_ch, *w.shape[3:]), padding=padding,
                    groups=batch)
     return out.reshape(batch, -1, *out.shape[2:])
@@ -139,6 +153,8 @@ def modulated_linear(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     Same math as ``modulated_conv2d`` with k = 1; the NeRF MLPs use this layout (points, channels last).
     """
     w = modulate_weight(weight.to(x.dtype), styles.to(x.dtype), demodulate)[:, :, :, 0, 0]  # [B, O, I]
+    if is_broadcast(styles):
+        return torch.matmul(x, w[0].t())
     return torch.bmm(x, w.transpose(1, 2))
 
 
@@ -158,7 +174,10 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
 
     def styles(self, w: torch.Tensor) -> torch.Tensor:  # [B, w_dim] -> [B, in]
-        return self.affine(w) * self.weight_gain
+        s = self.affine(w)
+        if is_broadcast(s):
+            return (s[:1] * self.weight_gain).expand_as(s)
+        return s * self.weight_gain
 
     def forward_points(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # [B, N, in] -> [B, N, out]
         y = modulated_linear(x, self.weight, self.styles(w), demodulate=False)

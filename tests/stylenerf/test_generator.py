@@ -185,3 +185,21 @@ def test_upsample_modes_run(mode):
     with torch.no_grad():
         img = g.synthesis(ws, cams, bg_latent=bg).img
     assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all()
+
+
+def test_broadcast_styles_take_the_shared_weight_path_and_match(tiny):
+    ws, cams, bg = _inputs(tiny, batch=1)
+    cams3 = camera_from_angles(torch.tensor([-0.2, 0.0, 0.25]), 1.5)
+    with torch.no_grad():
+        shared = tiny.synthesis(ws.expand(3, -1, -1), cams3, bg_latent=bg.expand(3, -1)).img
+        copied = tiny.synthesis(ws.expand(3, -1, -1).contiguous(), cams3, bg_latent=bg.expand(3, -1)).img
+    torch.testing.assert_close(shared, copied, atol=1e-5, rtol=1e-4)
+
+
+def test_modulate_weight_computes_broadcast_styles_once():
+    from stylenerf.layers import modulate_weight
+
+    w, s = torch.randn(6, 4, 3, 3), torch.randn(1, 4)
+    out = modulate_weight(w, s.expand(5, -1))
+    assert out.shape == (5, 6, 4, 3, 3) and out.stride(0) == 0  # one copy, broadcast
+    torch.testing.assert_close(out[3], modulate_weight(w, s)[0])

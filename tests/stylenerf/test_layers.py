@@ -71,3 +71,14 @@ def test_magnitude_ema_scales_input():
     layer.w_avg.fill_(1.0)
     torch.testing.assert_close(scaled, layer(x / 2, w))
     assert not torch.allclose(base, scaled)
+
+
+def test_modulated_conv2d_broadcast_styles_equal_per_item_styles():
+    x, w, s = torch.randn(3, 4, 6, 6, dtype=torch.float64), torch.randn(5, 4, 3, 3, dtype=torch.float64), \
+        torch.randn(1, 4, dtype=torch.float64)
+    for k_w in (w, w[:, :, :1, :1]):
+        for flip in (True, False):
+            shared = modulated_conv2d(x, k_w, s.expand(3, -1), padding=k_w.shape[-1] // 2, flip_weight=flip)
+            copied = modulated_conv2d(x, k_w, s.expand(3, -1).contiguous(), padding=k_w.shape[-1] // 2,
+                                      flip_weight=flip)
+            torch.testing.assert_close(shared, copied)
