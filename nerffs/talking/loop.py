@@ -60,8 +60,8 @@ class LoopConfig:
     blend_mode: str = "bicubic"
     official_blend: bool = False
     """Use the official blend formula (re-filters all features) instead of the residual form."""
-    batch_size: int = 4
-    """Frames per generator call."""
+    batch_size: int | None = None
+    """Frames per generator call; None chooses from the free memory of the device (``auto_batch_size``)."""
     parse_size: int | None = None
     """Resolution of the parsing masks; None = the parser's input size."""
 
@@ -147,6 +147,36 @@ def prepare_reference(models: TalkingModels, ws: torch.Tensor, bg_latent: torch.
                      fit_error_px=err)
 
 
+def estimate_frame_bytes(g: Generator) -> int:
+    """Rough peak activation memory of one frame of one pass (float32): NeRF samples and the largest
+    upsampler block, with a safety factor for intermediates (pad, adapter, blur, FIR)."""
+    c = g.cfg
+    points = c.resolution_vol ** 2 * c.renderer.n_ray_samples * 2
+    nerf = points * (4 * c.nerf.fg_hidden + 3 * (3 + c.nerf.rgb_out_dim)) * 4
+    up = max(c.upsampler.channels(r) * r * r for r in c.block_resolutions) * 4 * 10
+    return nerf + up
+
+
+def available_memory(device: torch.device) -> int:
+    """Free bytes on ``device`` (CUDA: the driver's free memory; CPU: MemAvailable, else 4 GiB)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def auto_batch_size(g: Generator, fraction: float = 0.25, cap: int = 16) -> int:
+    """Frames per call so that one pass uses at most ``fraction`` of the free memory (1..cap)."""
+    device = next(g.parameters()).device
+    return int(max(1, min(cap, fraction * available_memory(device) // estimate_frame_bytes(g))))
+
+
 def _expand_depths(d: SampleDepths, b: int) -> SampleDepths:
     return SampleDepths(d.coarse.expand(b, -1, -1), None if d.fine is None else d.fine.expand(b, -1, -1))
 
@@ -213,7 +243,9 @@ def render_frames(models: TalkingModels, ref: Reference, exp: torch.Tensor, cams
     with torch.inference_mode():
         for i in range(max(0, start - cfg.mask_window + 1), start):
             renderer.keep_masks(renderer.lipaint_pass(exp[i:i + 1], cams[i:i + 1]).img)
-    starts = range(start, exp.shape[0], cfg.batch_size)
+    batch = cfg.batch_size or auto_batch_size(models.generator)
+    log.info("rendering %d frames, %d per generator call", exp.shape[0] - start, batch)
+    starts = range(start, exp.shape[0], batch)
     for s in progress(starts, desc="render frames", total=len(starts), enabled=show_progress, unit="batch"):
-        e = slice(s, s + cfg.batch_size)
+        e = slice(s, s + batch)
         yield from tensor_to_uint8(renderer.render(exp[e], cams[e]))

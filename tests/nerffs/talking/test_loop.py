@@ -133,3 +133,15 @@ def test_mismatched_lengths_error(setup):
     models, ref, cfg, exp, cams = setup
     with pytest.raises(ValueError, match="expressions"):
         list(render_frames(models.talking, ref, exp[:3], cams, cfg, show_progress=False))
+
+
+def test_auto_batch_size_scales_with_model_and_stays_in_range(setup):
+    from nerffs.talking.loop import auto_batch_size, estimate_frame_bytes
+    from stylenerf import Generator, get_preset
+
+    models = setup[0]
+    with torch.device("meta"):
+        big = Generator(get_preset("ffhq1024"))
+    assert estimate_frame_bytes(big) > 50 * estimate_frame_bytes(models.talking.generator)
+    assert 1 <= auto_batch_size(models.talking.generator) <= 16
+    assert auto_batch_size(models.talking.generator, fraction=1e-12) == 1
