@@ -27,6 +27,10 @@ class IdentityConfig:
     """Preset of the inversion (official: 1000 projection + 2000 tuning steps)."""
     truncation_psi: float = 0.7
     """Truncation of a sampled latent (official README: 0.7)."""
+    cache: bool = True
+    """Reuse per-face results (alignment, reference render + 3DMM fit) keyed by image content and settings."""
+    cache_dir: str | None = None
+    """Where per-face results go; None = ``$NERFFS_CACHE/faces`` (default ``~/.cache/nerffs/faces``)."""
 
 
 @dataclass

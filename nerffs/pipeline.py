@@ -27,6 +27,7 @@ from nerffs.models import SMOKE, ModelSet, official_models, smoke_models
 from nerffs.preprocess.align import AlignConfig, AlignedFace, align_face, paste_back
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.preprocess.landmarks import DlibLandmarks
+from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
 from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
 from nerffs.utils.image import uint8_to_tensor
 from stylenerf import Generator
@@ -59,6 +60,7 @@ class TalkingHeadPipeline:
         self.config = config or get_config(SMOKE if models.is_smoke else "official")
         self.device = torch.device(device)
         self._detector: DlibLandmarks | None = None
+        self._weights_id: str | None = None
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = SMOKE, *, device: str | torch.device = "cpu",
@@ -107,11 +109,45 @@ class TalkingHeadPipeline:
                              "output path") from None
 
     def align(self, image: ImageSource) -> tuple[np.ndarray, AlignedFace]:
-        """Step 3: load the photo, find the largest face, align it to the generator resolution."""
+        """Step 3: load the photo, find the largest face, align it to the generator resolution (cached)."""
         rgb = load_image(image)
-        face = self.detector.detect(rgb)
         size = self.models.talking.generator.img_resolution
-        return rgb, align_face(rgb, face, AlignConfig(output_size=size, min_face_size=min(128.0, size)))
+        cfg = AlignConfig(output_size=size, min_face_size=min(128.0, size))
+        cache, key = self._cache(), content_key("align", rgb, cfg, self.detector.config)
+        aligned = cache.load_aligned(key) if cache else None
+        if aligned is None:
+            aligned = align_face(rgb, self.detector.detect(rgb), cfg)
+            if cache:
+                cache.save_aligned(key, aligned)
+        return rgb, aligned
+
+    def reference(self, talking: TalkingModels, photo: np.ndarray, ws: torch.Tensor, bg: torch.Tensor, seed: int,
+                  show_progress: bool) -> Reference:
+        """Step 5: frontal render, torso points, 3DMM fit, control points (cached per face and settings)."""
+        loop, fit = self.config.loop, self._fit_config(False)
+        settings = {k: getattr(loop, k) for k in ("vertex_stride", "torso_stride", "deform_mode", "parse_size")}
+        cache = self._cache()
+        key = content_key("reference", photo, self._fingerprint(), self.config.identity, seed, settings, fit)
+        ref = cache.load_reference(key, self.device) if cache else None
+        if ref is not None:
+            log.info("reference: reused the cached 3DMM fit and frontal render (%s)", key[:12])
+            return ref
+        ref = prepare_reference(talking, ws, bg, loop, detector=self.detector, fit_cfg=self._fit_config(show_progress))
+        if cache:
+            cache.save_reference(key, ref)
+        return ref
+
+    def _cache(self) -> FaceCache | None:
+        cfg = self.config.identity
+        return FaceCache(cfg.cache_dir) if cfg.cache else None
+
+    def _fingerprint(self) -> str:
+        """Identifies every model the per-face results depend on (computed once per pipeline)."""
+        if self._weights_id is None:
+            t = self.models.talking
+            self._weights_id = content_key(self.models.label, *[weights_fingerprint(m) for m in
+                                                                (t.generator, t.deep3d, t.parser, t.face_model)])
+        return self._weights_id
 
     def identity(self, aligned: AlignedFace, cam: torch.Tensor, seed: int
                  ) -> tuple[torch.Tensor, torch.Tensor, Generator]:
@@ -248,8 +284,7 @@ class TalkingHeadPipeline:
         ws, bg, g = self.identity(aligned, base_cam, seed)                          # 4
         talking = dataclasses.replace(self.models.talking, generator=g)
         lap("identity")
-        ref = prepare_reference(talking, ws, bg, self.config.loop, detector=self.detector,
-                                fit_cfg=self._fit_config(show_progress))            # 5
+        ref = self.reference(talking, photo, ws, bg, seed, show_progress)           # 5
         lap("reference")
         exp = self.expressions(mel, ref, driving)                                   # 6
         lap("audio2exp")

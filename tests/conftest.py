@@ -40,6 +40,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"official weights missing: {missing or 'unnamed'}"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Caches (per-face results, op builds) go to a per-session temporary directory, never the user's."""
+    old = os.environ.get("NERFFS_CACHE")
+    os.environ["NERFFS_CACHE"] = str(tmp_path_factory.mktemp("nerffs_cache"))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("NERFFS_CACHE", None)
+        else:
+            os.environ["NERFFS_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_numerics():
     """TF32 off and fixed seeds so float tolerances in tests mean what they say."""

@@ -113,3 +113,20 @@ def test_video_driven_mode_takes_length_and_expression_from_the_clip(pipe, tmp_p
     # Expressions come from the clip (Deep3D per frame), not from Audio2Exp: they vary with the frames.
     assert out.exp.shape == (8, 64) and (out.exp[0] - out.exp[-1]).abs().max() > 0
     assert pipe.config.render.expression == "audio"  # per-call options do not stick to the pipeline
+
+
+@pytest.mark.slow
+def test_second_run_reuses_the_per_face_cache(pipe, speech, tmp_path, caplog):
+    import logging
+
+    opts = dict(show_progress=False, cache_dir=str(tmp_path / "cache"))
+    first = pipe(example_photo(), speech, tmp_path / "1.mp4", **opts)
+    with caplog.at_level(logging.INFO, logger="nerffs.pipeline"):
+        second = pipe(example_photo(), speech, tmp_path / "2.mp4", **opts)
+    assert any("reused the cached" in r.message for r in caplog.records)
+    a, _ = read_video(first.video)
+    b, _ = read_video(second.video)
+    assert np.array_equal(a, b)
+    other_seed = pipe(example_photo(), speech, tmp_path / "3.mp4", seed=1, **opts)  # a new identity: no reuse
+    assert len(list((tmp_path / "cache").glob("reference-*.json"))) == 2
+    assert other_seed.num_frames == first.num_frames
