@@ -14,7 +14,9 @@ Two matching modes:
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+
 
 import torch
 
@@ -33,6 +35,9 @@ class ControlPointDeformer:
         mode: "world" or "official" (see module docstring).
         official_indices: for mode "official": stage -> [N] indices from the frontal reference samples.
         chunk: queries per nearest-neighbour step.
+        index_cache: optional dict shared across calls with the same ``ref`` (world mode): the matches of an
+            exact set of sample points are reused (fixed camera + fixed depths give the same points every
+            frame, so the search runs once per camera instead of once per frame).
     """
 
     ref: torch.Tensor
@@ -40,6 +45,7 @@ class ControlPointDeformer:
     mode: str = "world"
     official_indices: dict[str, torch.Tensor] = field(default_factory=dict)
     chunk: int = 8192
+    index_cache: dict | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -63,8 +69,26 @@ class ControlPointDeformer:
             # Indices of batch item 0 of the reference render, reused for every item and camera.
             idx = self.official_indices[stage].to(points.device).expand(b, -1)
         else:
-            idx = nearest_indices(points[..., 1:], self.ref.to(points.dtype).expand(b, -1, -1), self.chunk)
+            idx = self._world_indices(points, stage)
         return delta.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2))
+
+    def _world_indices(self, points: torch.Tensor, stage: str) -> torch.Tensor:
+        """[B, N] nearest control point of each sample by its own (y, z), reusing cached matches."""
+        ref = self.ref.to(points.dtype)
+        if self.index_cache is None:
+            return nearest_indices(points[..., 1:], ref.expand(points.shape[0], -1, -1), self.chunk)
+        rows = []
+        for item in points:
+            key = (stage, tuple(item.shape), hashlib.blake2b(item.detach().cpu().numpy().tobytes(),
+                                                             digest_size=16).digest())
+            idx = self.index_cache.get(key)
+            if idx is None:
+                idx = nearest_indices(item[None, :, 1:], ref[:1], self.chunk)[0]
+                if len(self.index_cache) >= 256:  # bounded: drop the oldest entry
+                    self.index_cache.pop(next(iter(self.index_cache)))
+                self.index_cache[key] = idx
+            rows.append(idx)
+        return torch.stack(rows)
 
     def __call__(self, points: torch.Tensor, stage: str) -> torch.Tensor:
         """Return displaced copies of ``points`` [B, N, 3] (never modifies the input in place)."""

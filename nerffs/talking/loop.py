@@ -187,6 +187,7 @@ class FrameRenderer:
     def __init__(self, models: TalkingModels, ref: Reference, cfg: LoopConfig) -> None:
         self.models, self.ref, self.cfg = models, ref, cfg
         self.smoother = TemporalMaskSmoother(cfg.mask_window)
+        self.index_cache: dict = {}  # sample-point set -> nearest control points (reused while the camera holds)
         self.parse_size = cfg.parse_size or models.parser.config.input_size
 
     def driven_controls(self, exp: torch.Tensor) -> torch.Tensor:
@@ -211,7 +212,7 @@ class FrameRenderer:
         """Pass 2: identity styles, ray deformation of these frames, blended features."""
         g, ref, cfg, b = self.models.generator, self.ref, self.cfg, exp.shape[0]
         deformer = ControlPointDeformer(ref.controls.ref, self.driven_controls(exp), mode=cfg.deform_mode,
-                                        official_indices=ref.official_indices)
+                                        official_indices=ref.official_indices, index_cache=self.index_cache)
         hook = lambda f: blend_features(f, lip_feat, keep, cfg.blend_size, cfg.blend_mode,  # noqa: E731
                                         official=cfg.official_blend)
         return g.synthesis(ref.ws.expand(b, -1, -1), cams, bg_latent=ref.bg_latent.expand(b, -1), freeze_bg=True,

@@ -74,3 +74,17 @@ def test_one_reference_many_driven_sets_equals_per_item():
     batched = ControlPointDeformer(ref, preds)(pts, "coarse")
     for i in range(3):
         torch.testing.assert_close(batched[i:i + 1], ControlPointDeformer(ref, preds[i:i + 1])(pts[i:i + 1], "coarse"))
+
+
+def test_index_cache_gives_identical_results_and_is_reused():
+    ref, pred = _control_points()
+    cache = {}
+    pts = torch.randn(2, 60, 3) * 0.1
+    cached = ControlPointDeformer(ref, pred.expand(2, -1, -1), index_cache=cache)
+    plain = ControlPointDeformer(ref, pred.expand(2, -1, -1))
+    torch.testing.assert_close(cached(pts, "coarse"), plain(pts, "coarse"))
+    assert len(cache) == 2
+    cached(pts, "coarse")
+    assert len(cache) == 2  # same points: no new search
+    cached(pts + 0.01, "coarse")
+    assert len(cache) == 4
