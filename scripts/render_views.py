@@ -1,8 +1,13 @@
-"""Render a StyleNeRF identity from an orbit of viewpoints into an mp4.
+"""Render a StyleNeRF identity from an orbit of viewpoints: an mp4, and optionally PNG stills.
 
 Examples:
     python -m scripts.render_views --preset tiny --out outputs/smoke_views.mp4      # random smoke weights
     python -m scripts.render_views --weights ffhq_512.pkl --seed 3 --trunc 0.7 --out views.mp4
+    python -m scripts.render_views --weights ffhq_512.pkl --frames 8 --stills stills/ --out views.mp4
+    python -m scripts.render_views --talking photo.jpg speech.wav --out talk_orbit.mp4   # a talking orbit
+
+--talking runs the talking-head pipeline (scripts.talk) with an orbiting camera; --camera takes any
+camera spec of scripts.talk (e.g. keyframes) instead of the default orbit.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ class RenderViewsArgs:
     frames: int = 48
     fps: float = 25.0
     batch: int = 4
+    stills: Path | None = None
 
 
 def render_views_to_file(args: RenderViewsArgs) -> Path:
@@ -52,7 +58,28 @@ def render_views_to_file(args: RenderViewsArgs) -> Path:
         bg = torch.randn(1, g.cfg.nerf.z_dim_bg, generator=rng)
     orbit = OrbitConfig(num_frames=args.frames, fps=args.fps)
     frames = render_views(g, ws, orbit_cameras(orbit), bg, batch_size=args.batch)
+    if args.stills is not None:
+        frames = _also_save_stills(frames, args.stills)
     return write_video(frames, args.out, fps=args.fps)
+
+
+def _also_save_stills(frames, directory: Path):
+    """Pass frames through while writing each as ``view_000.png`` ... (atomic)."""
+    from nerffs.render.frames import FrameStore
+
+    store = FrameStore(directory)
+    for i, frame in enumerate(frames):
+        path = store.write(i, frame)
+        path.replace(path.with_name(f"view_{i:03d}.png"))
+        yield frame
+
+
+def talking_orbit(image: Path, audio: Path, out: Path, weights: str, camera: str, seed: int) -> Path:
+    """The talking-head pipeline with a moving camera (default: one orbit every 4 s)."""
+    from nerffs.pipeline import TalkingHeadPipeline
+
+    pipe = TalkingHeadPipeline.from_pretrained(weights, seed=seed)
+    return pipe(image, audio, out, seed=seed, camera=camera).video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,14 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=48, help="frames in the orbit")
     p.add_argument("--fps", type=float, default=25.0, help="video frame rate")
     p.add_argument("--batch", type=int, default=4, help="views per generator call")
+    p.add_argument("--stills", type=Path, default=None, help="also save every view as a PNG in this folder")
+    p.add_argument("--talking", nargs=2, type=Path, metavar=("IMAGE", "AUDIO"), default=None,
+                   help="render a talking head from IMAGE and AUDIO with a moving camera instead")
+    p.add_argument("--camera", default="orbit:yaw=0.35,pitch=0.12,period=4",
+                   help="camera spec for --talking (see python -m scripts.talk --help)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    talking, camera = ns.talking, ns.camera
+    del ns.talking, ns.camera
     try:
-        path = render_views_to_file(RenderViewsArgs(**vars(ns)))
+        if talking is not None:
+            weights = str(ns.weights) if ns.weights is not None else "auto"
+            path = talking_orbit(talking[0], talking[1], ns.out, weights, camera, ns.seed)
+        else:
+            path = render_views_to_file(RenderViewsArgs(**vars(ns)))
     except Exception as exc:  # one line for the user, no stack trace
         from nerffs.errors import NerffsError
 

@@ -39,3 +39,20 @@ def test_render_views_bad_weights_path_is_one_line_error(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_render_views_stills_and_talking_orbit(tmp_path):
+    from nerffs.examples import example_photo, example_speech
+
+    stills = tmp_path / "stills"
+    res = _run("scripts.render_views", "--out", str(tmp_path / "v.mp4"), "--frames", "3", "--stills", str(stills))
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in stills.iterdir()) == ["view_000.png", "view_001.png", "view_002.png"]
+    speech = example_speech(tmp_path / "s.wav", text="Hi.")
+    res = _run("scripts.render_views", "--talking", str(example_photo()), str(speech), "--weights", "smoke",
+               "--out", str(tmp_path / "t.mp4"))
+    assert res.returncode == 0, res.stderr
+    from nerffs.render.video import read_video
+
+    frames, _ = read_video(tmp_path / "t.mp4")
+    assert frames.shape[0] > 5 and np.any(frames[0] != frames[-1])

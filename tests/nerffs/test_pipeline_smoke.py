@@ -130,3 +130,17 @@ def test_second_run_reuses_the_per_face_cache(pipe, speech, tmp_path, caplog):
     other_seed = pipe(example_photo(), speech, tmp_path / "3.mp4", seed=1, **opts)  # a new identity: no reuse
     assert len(list((tmp_path / "cache").glob("reference-*.json"))) == 2
     assert other_seed.num_frames == first.num_frames
+
+
+@pytest.mark.slow
+def test_paste_back_and_watermark(pipe, speech, tmp_path):
+    from nerffs.preprocess.image import load_image
+
+    photo = load_image(example_photo())
+    out = pipe(example_photo(), speech, tmp_path / "p.mp4", show_progress=False, paste_back=True, watermark=True)
+    frames, _ = read_video(out.video)
+    assert frames.shape[1:] == photo.shape  # the face is pasted into the full photo
+    # Far from the face the photo is untouched (up to video compression); the top-left corner carries the
+    # dark watermark band.
+    assert np.abs(frames[0, 400:, 400:].astype(int) - photo[400:, 400:].astype(int)).mean() < 6
+    assert frames[0, :8, :40].mean() < photo[:8, :40].mean() - 20
