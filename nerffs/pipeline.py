@@ -61,6 +61,7 @@ class TalkingHeadPipeline:
         self.device = torch.device(device)
         self._detector: DlibLandmarks | None = None
         self._weights_id: str | None = None
+        self._show_progress = True
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = SMOKE, *, device: str | torch.device = "cpu",
@@ -137,6 +138,23 @@ class TalkingHeadPipeline:
             cache.save_reference(key, ref)
         return ref
 
+    def _use_pti(self) -> bool:
+        """'pti': always; 'sample': never; 'auto': with official models and the LPIPS backbones present."""
+        source = self.config.identity.source
+        if source not in ("pti", "sample", "auto"):
+            raise InputError(f"identity source must be 'pti', 'sample' or 'auto', got {source!r}")
+        if source != "auto":
+            return source == "pti"
+        if self.models.is_smoke:
+            return False
+        from nerffs import weights
+
+        missing = weights.missing(["lpips_vgg16_backbone", "lpips_alexnet_backbone"])
+        if missing:
+            log.warning("identity: PTI needs the LPIPS backbones (%s; fetch: %s); using a sampled latent instead",
+                        ", ".join(missing), weights.fetch_command(missing))
+        return not missing
+
     def _cache(self) -> FaceCache | None:
         cfg = self.config.identity
         return FaceCache(cfg.cache_dir) if cfg.cache else None
@@ -155,16 +173,16 @@ class TalkingHeadPipeline:
         inversion tunes a copy; the pipeline's own generator is never modified), or a seeded latent."""
         cfg, g = self.config.identity, self.models.talking.generator
         rng = torch.Generator().manual_seed(seed)
-        if cfg.source in ("pti", "auto") and not self.models.is_smoke:
-            try:
-                from nerffs.inversion import invert, load_inversion_config
-            except ImportError:
-                if cfg.source == "pti":
-                    raise InputError("identity source 'pti' needs nerffs.inversion, which is not installed") from None
-            else:
-                target = uint8_to_tensor(aligned.image, self.device)
-                result = invert(g, target, cam, load_inversion_config(cfg.inversion_preset), rng=rng)
-                return result.ws, result.bg_latent, result.apply(g)
+        if self._use_pti():
+            from nerffs.inversion import get_preset, invert
+
+            cache = self._cache()
+            result = invert(g, uint8_to_tensor(aligned.image, self.device), cam, get_preset(cfg.inversion_preset),
+                            cache_dir=None if cache is None else cache.root / "inversion",
+                            base_weights_id=self._fingerprint(), rng=rng, show_progress=self._show_progress)
+            log.info("identity: PTI inversion (%s preset%s)", cfg.inversion_preset,
+                     ", from cache" if result.from_cache else "")
+            return result.ws, result.bg_latent, result.apply(g)
         log.info("identity: sampled latent (seed %d, psi %.2f) - the 'from z' mode", seed, cfg.truncation_psi)
         with torch.inference_mode():
             z = torch.randn(1, g.z_dim, generator=rng).to(self.device)
@@ -258,6 +276,7 @@ class TalkingHeadPipeline:
         """
         saved = self.config
         self.config = saved.replace(**options) if options else saved  # options apply to this call only
+        self._show_progress = show_progress
         try:
             return self._run(image, audio, output, seed, show_progress)
         finally:

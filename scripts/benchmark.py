@@ -5,6 +5,7 @@ Suites:
     audio       load + mel + Audio2Exp throughput (random Audio2Exp weights)
     face_prep   face detection and FFHQ alignment on the scikit-image astronaut photo
     face3d      Deep3D regression (random weights) and the 3DMM landmark fit (synthetic official-size model)
+    inversion   PTI projection and tuning steps per second at ffhq512 (random generator and LPIPS trunks)
     talking     frame loop fps (ours vs naive 3-pass) at smoke and ffhq512, peak memory 6 s vs 60 s of audio
 
 Examples:
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-SUITES = ("generator", "audio", "face_prep", "face3d", "talking")
+SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion")
 
 
 def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, repeats: int) -> dict:

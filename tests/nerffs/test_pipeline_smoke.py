@@ -144,3 +144,23 @@ def test_paste_back_and_watermark(pipe, speech, tmp_path):
     # dark watermark band.
     assert np.abs(frames[0, 400:, 400:].astype(int) - photo[400:, 400:].astype(int)).mean() < 6
     assert frames[0, :8, :40].mean() < photo[:8, :40].mean() - 20
+
+
+@pytest.mark.slow
+def test_pti_identity_is_used_and_cached(pipe, speech, tmp_path, caplog):
+    import logging
+
+    opts = dict(show_progress=False, source="pti", inversion_preset="smoke", cache_dir=str(tmp_path / "c"))
+    base_state = {k: v.clone() for k, v in pipe.models.talking.generator.state_dict().items()}
+    with caplog.at_level(logging.INFO, logger="nerffs.pipeline"):
+        first = pipe(example_photo(), speech, tmp_path / "a.mp4", **opts)
+        second = pipe(example_photo(), speech, tmp_path / "b.mp4", **opts)
+    messages = [r.message for r in caplog.records]
+    assert any("PTI inversion (smoke preset)" in m for m in messages)
+    assert any("PTI inversion (smoke preset, from cache)" in m for m in messages)
+    sampled = pipe(example_photo(), speech, tmp_path / "c.mp4", show_progress=False, source="sample")
+    assert not np.allclose(first.ws.numpy(), sampled.ws.numpy())
+    assert np.array_equal(first.ws.numpy(), second.ws.numpy())
+    # The pipeline's own generator is never tuned in place.
+    for k, v in pipe.models.talking.generator.state_dict().items():
+        assert np.array_equal(v.numpy(), base_state[k].numpy()), k
