@@ -144,4 +144,5 @@ def test_auto_batch_size_scales_with_model_and_stays_in_range(setup):
         big = Generator(get_preset("ffhq1024"))
     assert estimate_frame_bytes(big) > 50 * estimate_frame_bytes(models.talking.generator)
     assert 1 <= auto_batch_size(models.talking.generator) <= 16
+    assert auto_batch_size(Generator(get_preset("ffhq256"))) == 1  # CPU: full-size models render one at a time
     assert auto_batch_size(models.talking.generator, fraction=1e-12) == 1
