@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         out = convert_official_pickle(args.pkl, args.out, sources_dir=args.dump_sources)
     except (OSError, ValueError, pickle.UnpicklingError, GeneratorCheckpointError) as exc:
         # FileNotFoundError/OSError, LegacyFormatError (ValueError), UnsafePickleError (UnpicklingError).
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
+        from nerffs.utils.cli import error_line
+
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(out)
     return 0

@@ -145,11 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = invert_to_dir(InvertArgs(**vars(ns)))
     except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.errors import NerffsError
+        from nerffs.utils.cli import error_line
 
-        known = isinstance(exc, (NerffsError, ValueError, FileNotFoundError, RuntimeError))
-        msg = str(exc).strip().splitlines()[0] if known and str(exc).strip() else f"{type(exc).__name__}: {exc}"
-        print(f"error: {msg}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(out)
     return 0

@@ -115,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path = render_views_to_file(RenderViewsArgs(**vars(ns)))
     except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.errors import NerffsError
+        from nerffs.utils.cli import error_line
 
-        msg = str(exc) if isinstance(exc, (NerffsError, ValueError, FileNotFoundError)) else f"{type(exc).__name__}: {exc}"
-        print(f"error: {msg}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(path)
     return 0

@@ -85,10 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed)
         out = pipe(ns.image, ns.audio, ns.out, seed=ns.seed, show_progress=not ns.quiet, **options)
     except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.errors import NerffsError
+        from nerffs.utils.cli import error_line
 
-        known = isinstance(exc, (NerffsError, ValueError, FileNotFoundError, PermissionError))
-        print(f"error: {exc if known else f'{type(exc).__name__}: {exc}'}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     print(out.video)
     return 0

@@ -68,6 +68,18 @@ def _deterministic_numerics():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of many tiny ops (on a busy 2-core box OpenMP spin-waits made such loops
+    up to 10x slower); the previous setting is restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def cuda_device() -> torch.device:
     if not torch.cuda.is_available():

@@ -23,14 +23,9 @@ def model(tmp_path_factory) -> ParametricFaceModel:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """The fit is a loop of tiny ops: on a busy 2-core machine OpenMP wake-ups would dominate (10x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _one_thread(single_thread):
+    """The fit is a loop of tiny ops: single-threaded (see ``single_thread``)."""
+    yield
 
 
 def _truth() -> FaceCoeffs:

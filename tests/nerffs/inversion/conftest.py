@@ -11,16 +11,10 @@ from stylenerf.camera import camera_from_angles
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Run these many tiny optimisation steps on one thread: at 64 x 64 a second thread only adds
-    synchronisation, and on a loaded 2-core machine OpenMP spin-waiting made steps up to 10x slower.
-    Module scope, so module-scoped fixtures that optimise run single-threaded too; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _one_thread(single_thread):
+    """Many tiny optimisation steps at 64 x 64: single-threaded (see ``single_thread``), module-wide so
+    module-scoped fixtures that optimise run single-threaded too."""
+    yield
 
 
 def tiny_generator(seed: int) -> Generator:
