@@ -60,7 +60,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
     with atomic_path(dest) as tmp:
         kwargs = dict(fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=quality, macro_block_size=2,
                       ffmpeg_log_level="error")
-        params: list[str] = []
+        params: list[str] = ["-movflags", "+faststart"]  # index first: browsers start playing before the end
         for key, value in (metadata or {}).items():
             params += ["-metadata", f"{key}={value}"]
         if audio_path is not None:

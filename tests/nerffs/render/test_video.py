@@ -53,3 +53,8 @@ def test_bad_frames_leave_no_file(tmp_path):
     with pytest.raises(InputError, match="uint8"):
         write_video([np.zeros((8, 8, 3), np.float32)], tmp_path / "e.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_index_is_at_the_front_for_browser_playback(tmp_path):
+    data = write_video(_frames(5), tmp_path / "f.mp4").read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")
