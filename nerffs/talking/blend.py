@@ -47,4 +47,36 @@ def blend_features(x: torch.Tensor, x_lip: torch.Tensor, keep: torch.Tensor, siz
         return x  # nothing to blend (the formula below would give x up to rounding)
     m = m.clamp(0, 1)  # bicubic overshoot must not push features away from both sources
     # Resizing is linear: R(x_lip, S) - R(x, S) = R(x_lip - x, S), one upsample instead of two.
-    return x + _resize((1 - m) * _resize(x_lip - x, size, mode), r, mode)
+    open_ = 1 - m
+    box = _update_box(open_, r, size) if mode == "bicubic" and size % r == 0 and size // r >= 4 else None
+    if box is None:
+        return x + _resize(open_ * _resize(x_lip - x, size, mode), r, mode)
+    return x + _cropped_update(x_lip - x, open_, box, size)
+
+
+def _update_box(open_: torch.Tensor, r: int, size: int) -> tuple[int, int, int, int] | None:
+    """Feature-grid box [y0, y1) x [x0, x1) whose outputs can see a non-zero ``open_`` through the 4-tap
+    bicubic downsampling (taps of output i span S-pixels i*s + s/2 - 2 .. i*s + s/2 + 1)."""
+    nz = (open_.amax(dim=(0, 1)) > 0).nonzero()
+    if nz.numel() == 0:
+        return None
+    s = size // r
+    (ya, xa), (yb, xb) = nz.min(0).values.tolist(), nz.max(0).values.tolist()
+    lo = lambda a: max(0, (a - s // 2 - 1) // s)  # noqa: E731
+    hi = lambda b: min(r, (b - s // 2 + 2) // s + 1)  # noqa: E731
+    return lo(ya), hi(yb), lo(xa), hi(xb)
+
+
+def _cropped_update(d: torch.Tensor, open_: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    """R((1 - m) R(d, S), r) computed only on ``box`` (plus a 2-cell margin for the upsampling taps); equal to
+    the full computation because every crop starts on the S/r grid and no tap reaches a crop border."""
+    r = d.shape[-1]
+    s = size // r
+    y0, y1, x0, x1 = box
+    py0, py1, px0, px1 = max(0, y0 - 2), min(r, y1 + 2), max(0, x0 - 2), min(r, x1 + 2)
+    up = F.interpolate(d[..., py0:py1, px0:px1], scale_factor=s, mode="bicubic", align_corners=False)
+    up = up[..., (y0 - py0) * s:(y1 - py0) * s, (x0 - px0) * s:(x1 - px0) * s]
+    z = open_[..., y0 * s:y1 * s, x0 * s:x1 * s] * up
+    out = torch.zeros_like(d)
+    out[..., y0:y1, x0:x1] = F.interpolate(z, size=(y1 - y0, x1 - x0), mode="bicubic", align_corners=False)
+    return out

@@ -52,3 +52,18 @@ def test_official_formula_matches_spec_expression():
 def test_blend_shape_errors():
     with pytest.raises(ValueError, match="blend shapes"):
         blend_features(torch.zeros(1, 3, 8, 8), torch.zeros(1, 4, 8, 8), torch.ones(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cropped_blend_equals_full_computation(seed):
+    g = torch.Generator().manual_seed(seed)
+    x, lip = torch.randn(2, 5, 32, 32, generator=g, dtype=torch.float64), \
+        torch.randn(2, 5, 32, 32, generator=g, dtype=torch.float64)
+    keep = torch.ones(2, 1, 64, 64, dtype=torch.float64)
+    y0, x0 = int(torch.randint(0, 50, (1,), generator=g)), int(torch.randint(0, 50, (1,), generator=g))
+    keep[0, 0, y0:y0 + 12, x0:x0 + 9] = 0.0  # a mouth-like hole, anywhere (edges included)
+    keep[1, 0, 60:, :3] = 0.3
+    up = lambda t: F.interpolate(t, size=(512, 512), mode="bicubic", align_corners=False)  # noqa: E731
+    m = up(keep).clamp(0, 1)
+    full = x + F.interpolate((1 - m) * up(lip - x), size=(32, 32), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(blend_features(x, lip, keep, size=512), full, atol=1e-10, rtol=0)
