@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 OUT    ?= outputs
 
-.PHONY: setup system-deps demo test test-fast bench clean
+.PHONY: setup system-deps demo app test test-fast bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ setup: system-deps $(VENV)/.installed
 
 demo: setup
 	$(PY) -m scripts.talk --example --out $(OUT)/talking_head.mp4
+
+app: setup
+	GRADIO_ANALYTICS_ENABLED=False $(PY) app.py
 
 test: setup
 	$(PY) -m pytest -q tests

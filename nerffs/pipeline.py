@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class TalkingHeadPipeline:
         self._detector: DlibLandmarks | None = None
         self._weights_id: str | None = None
         self._show_progress = True
+        self._lock = threading.RLock()
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = SMOKE, *, device: str | torch.device = "cpu",
@@ -274,13 +276,14 @@ class TalkingHeadPipeline:
             show_progress: progress bars.
             **options: flat overrides of ``PipelineConfig`` fields (e.g. ``exp_scale=1.2``, ``camera='orbit'``).
         """
-        saved = self.config
-        self.config = saved.replace(**options) if options else saved  # options apply to this call only
-        self._show_progress = show_progress
-        try:
-            return self._run(image, audio, output, seed, show_progress)
-        finally:
-            self.config = saved
+        with self._lock:  # calls are serialised: per-call options are installed on the object for the call
+            saved = self.config
+            self.config = saved.replace(**options) if options else saved
+            self._show_progress = show_progress
+            try:
+                return self._run(image, audio, output, seed, show_progress)
+            finally:
+                self.config = saved
 
     def _run(self, image: ImageSource, audio: str | os.PathLike | None, output: str | os.PathLike, seed: int,
              show_progress: bool) -> TalkingHeadOutput:

@@ -1,0 +1,229 @@
+"""Gradio demo: one portrait photo + one speech recording -> a 3D-aware talking head (NeRFFaceSpeech).
+
+    python app.py                        # official weights when present, else the smoke models (with a banner)
+    python app.py --port 7860 --share    # also a public gradio.live link
+    python app.py --weights smoke        # seeded random models: proves the pipeline runs, shows no face
+
+API endpoints (stable names, see README "Web demo and API"): ``/preview`` (photo -> aligned face, landmark
+overlay, novel-view orbit), ``/generate`` (photo + audio + options -> mp4) and ``/tts`` (text -> wav, only
+when espeak-ng is installed). Importing this module does no work: ``build_demo`` and ``main`` do.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+API_NAMES = ("preview", "generate", "tts")
+"""The demo's public endpoints (``gradio_client.Client.predict(..., api_name="/generate")``)."""
+
+
+def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, concurrency_limit: int = 1,
+               max_queue: int = 16, preview_views: int = 16, workspace=None):
+    """The demo's ``gr.Blocks`` around a ``TalkingHeadPipeline`` (nothing is launched).
+
+    Args:
+        pipeline: the pipeline every request runs on (its per-face cache is shared by all requests).
+        example_audio: optional speech file offered with the example photo.
+        concurrency_limit: requests the pipeline works on at once (the others wait in the queue).
+        max_queue: requests that may wait; more are refused with "queue full".
+        preview_views: frames of the novel-view orbit preview.
+        workspace: ``nerffs.app_support.Workspace`` for outputs (default: a private temporary folder).
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    from nerffs import app_support as sup
+    from nerffs.bench.audio import find_espeak
+    from nerffs.examples import example_photo
+    from nerffs.utils.cli import error_line
+
+    log = logging.getLogger("nerffs.app")
+    work = workspace or sup.Workspace()
+    serial = sup.SerialPipeline(pipeline)
+    cfg = pipeline.config
+    has_tts = find_espeak() is not None
+
+    def readable_photo(component):
+        """Undecodable uploads fail with a one-line message (wraps this instance's preprocess; a gr.Image
+        subclass would make gradio write a .pyi stub next to this file)."""
+        original = component.preprocess
+
+        def preprocess(payload):
+            try:
+                return original(payload)
+            except gr.Error:
+                raise
+            except Exception:  # noqa: BLE001 - PIL raises several types for non-images
+                name = getattr(payload, "orig_name", None) or "upload"
+                raise gr.Error(f"the photo {name!r} is not a readable image; upload a jpg, png or webp file",
+                               print_exception=False) from None
+
+        component.preprocess = preprocess
+        return component
+
+    def fail(exc: BaseException):
+        """Every failure reaches the user as one line; unexpected ones keep their trace in the server log."""
+        if isinstance(exc, gr.Error):
+            raise exc
+        if not isinstance(exc, (ValueError, OSError)):
+            log.error("request failed", exc_info=exc)
+        raise gr.Error(error_line(exc).removeprefix("error: "), print_exception=False) from None
+
+    def preview(photo, seed=0, progress=gr.Progress(track_tqdm=True)):
+        """Photo -> (aligned face, landmark overlay, novel-view orbit mp4)."""
+        try:
+            progress(0.0, desc="aligning the face")
+            path = sup.check_image_file(photo)
+            out = serial.run(sup.preview_identity, pipeline, path, work.new(), seed=int(seed or 0),
+                             num_views=preview_views)
+            return out.aligned, out.overlay, None if out.orbit is None else str(out.orbit)
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
+            fail(exc)
+
+    def generate(photo, audio, driving_video=None, exp_scale=cfg.audio.exp_scale,
+                 momentum=cfg.audio.ref_momentum, mask_window=cfg.loop.mask_window, blink=False,
+                 camera="input pose", yaw=0.0, pitch=0.0, period=4.0, expression_from_driving=False,
+                 paste_back=False, seed=0, progress=gr.Progress(track_tqdm=True)):
+        """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track."""
+        try:
+            progress(0.0, desc="checking the inputs")
+            path = sup.check_image_file(photo)
+            if not audio and not expression_from_driving:
+                raise gr.Error("no speech given; upload or record audio (or type text and press Speak)",
+                               print_exception=False)
+            spec = sup.camera_spec(camera, yaw, pitch, period, driving=driving_video or None)
+            options = sup.run_options(exp_scale=exp_scale, momentum=momentum, mask_window=mask_window,
+                                      blink=blink, camera=spec, expression_from_driving=expression_from_driving,
+                                      paste_back=paste_back)
+            progress(0.05, desc="aligning, fitting and rendering (cached per face)")
+            out = serial.run(pipeline, path, audio or None, work.new() / "talking_head.mp4", seed=int(seed or 0),
+                             show_progress=True, **options)
+            return str(out.video)
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
+            fail(exc)
+
+    def tts(text):
+        """Text -> speech wav (espeak-ng)."""
+        from nerffs.examples import example_speech
+
+        try:
+            text = (text or "").strip()
+            if not text:
+                raise gr.Error("type some text to speak first", print_exception=False)
+            return str(example_speech(work.new() / "speech.wav", text[:1000]))
+        except Exception as exc:  # noqa: BLE001
+            fail(exc)
+
+    if pipeline.models.is_smoke:
+        banner = ("**SMOKE models in use**: seeded random weights, so the video shows no face. It proves the "
+                  "pipeline runs; put the official weights in place (`python -m scripts.download_weights`) "
+                  "and restart for real talking heads.")
+    else:
+        banner = f"Weights: **{pipeline.models.label}**."
+    res = pipeline.models.talking.generator.img_resolution
+    with gr.Blocks(title="nerffs: NeRFFaceSpeech talking heads", delete_cache=(600, 3600)) as demo:
+        gr.Markdown("# NeRFFaceSpeech: one photo + speech -> 3D-aware talking head")
+        gr.Markdown(banner, elem_id="weights-banner")
+        with gr.Row():
+            with gr.Column():
+                photo = readable_photo(gr.Image(type="filepath", label="Portrait photo",
+                                                sources=["upload", "clipboard"], elem_id="photo"))
+                audio = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Speech",
+                                 elem_id="audio")
+                with gr.Row(visible=has_tts):
+                    text = gr.Textbox(label="Text to speech (espeak-ng)", placeholder="Hi there.", scale=3,
+                                      elem_id="tts-text")
+                    speak = gr.Button("Speak", scale=1, elem_id="tts-button")
+                driving = gr.Video(label="Driving video (optional: head pose, or expressions too)",
+                                   sources=["upload"], elem_id="driving")
+                examples = [[str(example_photo())] + ([str(example_audio)] if example_audio else [])]
+                gr.Examples(examples, inputs=[photo, audio] if example_audio else [photo], label="Examples")
+            with gr.Column():
+                with gr.Accordion("Controls", open=True):
+                    exp_scale = gr.Slider(0.0, 3.0, value=cfg.audio.exp_scale, step=0.1,
+                                          label="Expression scale (l_exp)")
+                    momentum = gr.Slider(0.0, 0.95, value=cfg.audio.ref_momentum, step=0.05,
+                                         label="Expression momentum (a_m)")
+                    mask_window = gr.Slider(1, 15, value=cfg.loop.mask_window, step=1,
+                                            label="Mouth-mask window (frames)")
+                    blink = gr.Checkbox(value=cfg.audio.blink == "random", label="Eye blinks")
+                    camera = gr.Radio(list(sup.CAMERA_MODES), value="input pose", label="Camera")
+                    with gr.Row():
+                        yaw = gr.Slider(-30, 30, value=0, step=1, label="Yaw (deg; orbit: amplitude)")
+                        pitch = gr.Slider(-20, 20, value=0, step=1, label="Pitch (deg; orbit: amplitude)")
+                        period = gr.Slider(1, 10, value=4, step=0.5, label="Orbit period (s)")
+                    from_driving = gr.Checkbox(value=False, label="Expressions from the driving video")
+                    paste = gr.Checkbox(value=cfg.render.paste_back, label="Paste the face back into the photo")
+                    seed = gr.Number(value=0, precision=0, label="Seed")
+                    gr.Markdown(f"Output: {res}x{res} pixels at {cfg.audio.fps:g} fps (set by the weights).")
+                with gr.Row():
+                    preview_btn = gr.Button("Preview face", elem_id="preview-button")
+                    run_btn = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                video = gr.Video(label="Talking head", elem_id="output-video", interactive=False)
+                with gr.Row():
+                    aligned = gr.Image(label="Aligned face", interactive=False, elem_id="aligned")
+                    overlay = gr.Image(label="Landmarks", interactive=False, elem_id="landmarks")
+                    orbit = gr.Video(label="Novel views of the identity", interactive=False, autoplay=True,
+                                     loop=True, elem_id="orbit")
+        shared = dict(concurrency_id="pipeline", concurrency_limit=concurrency_limit)
+        preview_in, preview_out = [photo, seed], [aligned, overlay, orbit]
+        gen_in = [photo, audio, driving, exp_scale, momentum, mask_window, blink, camera, yaw, pitch, period,
+                  from_driving, paste, seed]
+        preview_btn.click(preview, preview_in, preview_out, api_name="preview", **shared)
+        # Generate: the preview first (quick, cached per face), then the long render.
+        run_btn.click(preview, preview_in, preview_out, api_visibility="private", **shared).success(
+            generate, gen_in, [video], api_name="generate", **shared)
+        speak.click(tts, [text], [audio], api_name="tts", concurrency_limit=2,
+                    api_visibility="public" if has_tts else "private")
+    demo.queue(max_size=max_queue, default_concurrency_limit=concurrency_limit)
+    return demo
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python app.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--weights", default="auto", help="'auto' (default: official if present, else smoke), "
+                                                     "'smoke', or a weights directory")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--concurrency", type=int, default=1, help="requests rendered at once (default 1)")
+    p.add_argument("--max-queue", type=int, default=16, help="requests that may wait (default 16)")
+    p.add_argument("--max-file-size", default="50mb", help="largest upload (default 50mb)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from nerffs.errors import NerffsError
+    from nerffs.utils.cli import error_line
+
+    try:
+        from nerffs.app_support import Workspace
+        from nerffs.bench.audio import find_espeak
+        from nerffs.examples import example_speech
+        from nerffs.pipeline import TalkingHeadPipeline
+
+        pipeline = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device)
+        work = Workspace()
+        speech = example_speech(work.root / "example_speech.wav", "Hi there. I am a talking head.") \
+            if find_espeak() else None
+        demo = build_demo(pipeline, example_audio=speech, concurrency_limit=ns.concurrency,
+                          max_queue=ns.max_queue, workspace=work)
+    except (NerffsError, ValueError, OSError) as exc:
+        print(error_line(exc), file=sys.stderr)
+        return 1
+    print(f"nerffs demo: {pipeline.models.label} weights on http://{ns.host}:{ns.port}/", file=sys.stderr)
+    demo.launch(server_name=ns.host, server_port=ns.port, share=ns.share, max_file_size=ns.max_file_size,
+                allowed_paths=[str(Path(work.root))])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

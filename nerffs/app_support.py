@@ -1,0 +1,196 @@
+"""Helpers of the Gradio demo (app.py) that need no Gradio: request options, previews, temporary files.
+
+The demo keeps its UI wiring in ``app.py``; everything here is plain Python and testable without a browser:
+
+* ``camera_spec`` / ``run_options``: the UI's controls -> the pipeline's flat ``PipelineConfig`` overrides;
+* ``landmark_overlay``: the aligned crop with its 68 landmarks drawn on (shows why a photo fails);
+* ``preview_identity``: aligned face, overlay and a short novel-view orbit of the identity (before the long run);
+* ``Workspace``: per-request temporary folders, removed once old and at exit;
+* ``SerialPipeline``: one request at a time on the shared pipeline (its options are swapped per call).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nerffs.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CAMERA_MODES = ("input pose", "fixed", "orbit")
+"""Camera choices of the demo; a driving video, when given, replaces them with its own head pose."""
+
+# The 68-point (iBUG) landmark groups, drawn as polylines: (first, last index, closed).
+_LANDMARK_GROUPS = ((0, 16, False), (17, 21, False), (22, 26, False), (27, 30, False), (31, 35, False),
+                    (36, 41, True), (42, 47, True), (48, 59, True), (60, 67, True))
+
+
+def camera_spec(mode: str, yaw_deg: float = 0.0, pitch_deg: float = 0.0, period: float = 4.0,
+                driving: str | os.PathLike | None = None) -> str:
+    """The pipeline's camera spec for the demo's controls (angles in degrees, period in seconds).
+
+    ``input pose``: the photo's own pose; ``fixed``: a still camera at yaw/pitch; ``orbit``: a loop with
+    yaw/pitch amplitudes and a period. A driving video overrides the mode ('driving:PATH').
+    """
+    if driving:
+        return f"driving:{driving}"
+    mode = (mode or "input pose").strip().lower()
+    if mode in ("input", "input pose"):
+        return "input"
+    if mode == "fixed":
+        return f"fixed:yaw={float(yaw_deg):g}deg,pitch={float(pitch_deg):g}deg"
+    if mode == "orbit":
+        if not float(period) > 0:
+            raise InputError(f"orbit period must be > 0 seconds, got {period}")
+        return f"orbit:yaw={float(yaw_deg):g}deg,pitch={float(pitch_deg):g}deg,period={float(period):g}"
+    raise InputError(f"unknown camera mode {mode!r}; choose one of {', '.join(CAMERA_MODES)}")
+
+
+def run_options(*, exp_scale: float, momentum: float, mask_window: int, blink: bool, camera: str,
+                expression_from_driving: bool = False, paste_back: bool = False) -> dict[str, object]:
+    """The demo's controls as flat ``PipelineConfig`` overrides (validated where the pipeline would fail late)."""
+    window = int(mask_window)
+    if window < 1:
+        raise InputError(f"mask window must be >= 1 frame, got {mask_window}")
+    if expression_from_driving and not camera.startswith("driving:"):
+        raise InputError("expressions from a driving video need a driving video; upload one or use the audio")
+    return {"exp_scale": float(exp_scale), "ref_momentum": float(momentum), "mask_window": window,
+            "blink": "random" if blink else "none", "camera": camera,
+            "expression": "driving" if expression_from_driving else "audio", "paste_back": bool(paste_back)}
+
+
+def landmark_overlay(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Draw 68 landmarks (iBUG order) on a copy of ``image``. uint8 [H, W, 3], [68, 2] -> uint8 [H, W, 3]."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    draw = ImageDraw.Draw(img)
+    pts = [(float(x), float(y)) for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2)]
+    r = max(1.0, img.width / 160)
+    width = max(1, round(img.width / 256))
+    if len(pts) == 68:
+        for first, last, closed in _LANDMARK_GROUPS:
+            line = pts[first:last + 1] + ([pts[first]] if closed else [])
+            draw.line(line, fill=(0, 255, 128), width=width)
+    for x, y in pts:
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 64, 64))
+    return np.asarray(img)
+
+
+@dataclass
+class Preview:
+    """What the demo shows before the long render."""
+
+    aligned: np.ndarray
+    """uint8 [S, S, 3] aligned crop."""
+    overlay: np.ndarray
+    """uint8 [S, S, 3] crop with landmarks."""
+    orbit: Path | None
+    """mp4 of the identity seen from an orbit of cameras (None when ``num_views`` is 0)."""
+
+
+def preview_identity(pipe, image, out_dir: str | os.PathLike, *, seed: int = 0, num_views: int = 16,
+                     show_progress: bool = True) -> Preview:
+    """Align the photo, draw its landmarks and render the identity from ``num_views`` orbit cameras.
+
+    Uses the pipeline's own steps (alignment and identity are cached per face, so the following talking-head
+    run reuses them).
+    """
+    from nerffs.render.video import write_video
+    from nerffs.render.views import OrbitConfig, orbit_cameras, render_views
+
+    _, aligned = pipe.align(image)
+    overlay = landmark_overlay(aligned.image, aligned.points)
+    orbit = None
+    if num_views > 0:
+        cam = pipe.input_pose(aligned)
+        ws, bg, g = pipe.identity(aligned, cam, seed)
+        cfg = OrbitConfig(num_frames=int(num_views), fps=8.0)
+        frames = render_views(g, ws, orbit_cameras(cfg, device=ws.device), bg, show_progress=show_progress)
+        orbit = write_video(frames, Path(out_dir) / "orbit_preview.mp4", fps=cfg.fps)
+    return Preview(aligned=aligned.image, overlay=overlay, orbit=orbit)
+
+
+class Workspace:
+    """Per-request temporary folders under one private root.
+
+    ``new()`` first removes request folders older than ``max_age`` seconds (Gradio has copied their files
+    into its own cache by then); ``close()`` (also registered with atexit) removes the root.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, max_age: float = 600.0):
+        self.root = Path(tempfile.mkdtemp(prefix="nerffs-app-", dir=root))
+        self.max_age = float(max_age)
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def new(self) -> Path:
+        with self._lock:
+            self.sweep()
+            path = self.root / f"{time.time():.0f}-{uuid.uuid4().hex[:8]}"
+            path.mkdir(parents=True)
+            return path
+
+    def sweep(self, max_age: float | None = None) -> int:
+        """Remove request folders older than ``max_age`` (default ``self.max_age``); returns how many."""
+        limit = self.max_age if max_age is None else max_age
+        now, removed = time.time(), 0
+        if not self.root.is_dir():
+            return 0
+        for child in self.root.iterdir():
+            if not child.is_dir():  # files at the top (e.g. example inputs) live as long as the app
+                continue
+            try:
+                old = now - child.stat().st_mtime >= limit
+            except OSError:
+                continue
+            if old:
+                shutil.rmtree(child, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SerialPipeline:
+    """Runs one request at a time on a shared pipeline.
+
+    ``TalkingHeadPipeline.__call__`` swaps its config for the call's options, so two threads must not use it
+    at once; Gradio's queue already limits the pipeline events to one worker, this lock makes it a guarantee.
+    """
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.lock = threading.Lock()
+
+    def run(self, fn, *args, **kwargs):
+        with self.lock:
+            return fn(*args, **kwargs)
+
+
+def check_image_file(path: str | os.PathLike | None) -> Path:
+    """An uploaded photo must exist and decode as an image (one-line error otherwise)."""
+    if path is None or not str(path):
+        raise InputError("no photo given; upload a portrait photo (jpg/png/webp)")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"photo not found: {p.name}")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InputError(f"the photo {p.name!r} is not a readable image; upload a jpg, png or webp file") from None
+    return p

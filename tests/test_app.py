@@ -1,0 +1,233 @@
+"""The Gradio demo (app.py): built without launching, and served on 127.0.0.1 with the smoke pipeline."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install -r requirements.txt)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gradio_env(tmp_path_factory):
+    """Gradio's caches and analytics: a private temp folder, no network."""
+    old = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")}
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def smoke_pipeline():
+    from nerffs.pipeline import TalkingHeadPipeline
+
+    return TalkingHeadPipeline.from_pretrained("smoke")
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> Path:
+    from nerffs.bench.audio import find_espeak
+    from nerffs.examples import example_speech
+
+    if find_espeak() is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    return example_speech(tmp_path_factory.mktemp("speech") / "hi.wav", "Hi there.")
+
+
+@pytest.fixture(scope="module")
+def served(gradio_env, smoke_pipeline, speech):
+    """The demo launched on 127.0.0.1 (smoke models) and a gradio_client for it."""
+    import app
+    from gradio_client import Client
+
+    demo = app.build_demo(smoke_pipeline, example_audio=speech, preview_views=4)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            quiet=True, max_file_size="5mb")
+    try:
+        yield url, Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def ffmpeg_streams(path: Path) -> str:
+    from nerffs.render.video import ffmpeg_exe
+
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    return res.stderr
+
+
+# ---- no server --------------------------------------------------------------------------------------
+def test_import_does_no_work():
+    code = "import sys, app; print(sorted(m for m in ('gradio', 'torch', 'nerffs.pipeline') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_parser_defaults():
+    import app
+
+    ns = app.build_parser().parse_args([])
+    assert (ns.host, ns.weights, ns.share) == ("127.0.0.1", "auto", False)
+    assert app.build_parser().parse_args(["--host", "0.0.0.0", "--port", "9000", "--share"]).port == 9000
+
+
+def test_camera_spec_parses():
+    from nerffs.app_support import camera_spec
+    from nerffs.errors import InputError
+    from nerffs.render.cameras import CameraSpec
+
+    assert camera_spec("input pose") == "input"
+    fixed = CameraSpec.parse(camera_spec("fixed", 20, -10))
+    assert fixed.mode == "fixed" and fixed.yaw == pytest.approx(np.deg2rad(20))
+    orbit = CameraSpec.parse(camera_spec("orbit", 15, 5, 3))
+    assert orbit.mode == "orbit" and orbit.orbit_period == pytest.approx(3)
+    assert camera_spec("orbit", driving="/x/clip.mp4") == "driving:/x/clip.mp4"
+    with pytest.raises(InputError):
+        camera_spec("spin")
+
+
+def test_run_options_are_pipeline_fields():
+    from nerffs.app_support import run_options
+    from nerffs.config import get_config
+
+    opts = run_options(exp_scale=1.2, momentum=0.3, mask_window=5, blink=True, camera="input", paste_back=True)
+    cfg = get_config("smoke").replace(**opts)
+    assert (cfg.audio.exp_scale, cfg.audio.blink, cfg.loop.mask_window, cfg.render.paste_back) == (1.2, "random", 5,
+                                                                                                  True)
+
+
+def test_landmark_overlay_and_image_check(tmp_path):
+    from nerffs.app_support import check_image_file, landmark_overlay
+    from nerffs.errors import InputError
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    pts = np.stack([np.linspace(10, 50, 68), np.linspace(10, 50, 68)], 1)
+    out = landmark_overlay(img, pts)
+    assert out.shape == img.shape and out.any() and not img.any()
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        check_image_file(bad)
+
+
+def test_workspace_removes_old_folders():
+    from nerffs.app_support import Workspace
+
+    work = Workspace(max_age=3600)
+    a = work.new()
+    (a / "x.mp4").write_bytes(b"1")
+    os.utime(a, (time.time() - 7200, time.time() - 7200))
+    b = work.new()  # sweeps a
+    assert not a.exists() and b.is_dir()
+    work.close()
+    assert not work.root.exists()
+
+
+def test_build_demo_without_launching(gradio_env, smoke_pipeline):
+    import app
+
+    demo = app.build_demo(smoke_pipeline)
+    assert isinstance(demo, gr.Blocks)
+    names = {fn.api_name for fn in demo.fns.values()}
+    assert {"preview", "generate"} <= names
+    assert "SMOKE" in str(demo.config)  # the banner says which weights run
+
+
+# ---- served on 127.0.0.1 --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_generate_returns_playable_mp4_with_audio(served, speech):
+    from gradio_client import handle_file
+
+    from nerffs.examples import example_photo
+    from nerffs.render.video import read_video
+
+    _, client = served
+    video = client.predict(photo=handle_file(str(example_photo())), audio=handle_file(str(speech)),
+                           api_name="/generate")
+    path = Path(video["video"] if isinstance(video, dict) else video)
+    frames, fps = read_video(path)
+    assert frames.shape[0] > 5 and frames.shape[-1] == 3 and fps == pytest.approx(25)
+    info = ffmpeg_streams(path)
+    assert re.search(r"Video: h264", info) and re.search(r"Audio: aac", info), info
+
+
+@pytest.mark.slow
+def test_preview_returns_face_landmarks_and_orbit(served):
+    from gradio_client import handle_file
+
+    from nerffs.examples import example_photo
+    from nerffs.render.video import read_video
+
+    _, client = served
+    aligned, overlay, orbit = client.predict(handle_file(str(example_photo())), 0, api_name="/preview")
+    assert Path(aligned).is_file() and Path(overlay).is_file()
+    orbit = orbit["video"] if isinstance(orbit, dict) else orbit
+    assert read_video(orbit)[0].shape[0] == 4
+
+
+@pytest.mark.slow
+def test_two_concurrent_requests_complete(served, speech):
+    from gradio_client import handle_file
+
+    from nerffs.examples import example_photo
+
+    _, client = served
+    jobs = [client.submit(photo=handle_file(str(example_photo())), audio=handle_file(str(speech)), seed=s,
+                          camera=cam, yaw=10, api_name="/generate") for s, cam in ((0, "input pose"), (1, "orbit"))]
+    outs = [job.result(timeout=240) for job in jobs]
+    paths = [Path(o["video"] if isinstance(o, dict) else o) for o in outs]
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths) and paths[0] != paths[1]
+
+
+def test_bad_upload_is_a_one_line_error(served, speech, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, client = served
+    bad = tmp_path / "notes.txt"
+    bad.write_text("this is not a photo")
+    with pytest.raises(AppError) as info:
+        client.predict(photo=handle_file(str(bad)), audio=handle_file(str(speech)), api_name="/generate")
+    msg = str(info.value)
+    assert "not a readable image" in msg and "\n" not in msg and "Traceback" not in msg
+
+
+def test_no_face_is_a_one_line_error(served, speech, tmp_path):
+    from PIL import Image
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, client = served
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((256, 256, 3), 128, np.uint8)).save(blank)
+    with pytest.raises(AppError) as info:
+        client.predict(photo=handle_file(str(blank)), audio=handle_file(str(speech)), api_name="/generate")
+    assert "face" in str(info.value).lower() and "\n" not in str(info.value)
+
+
+def test_tts_endpoint(served):
+    from nerffs.audio import load_audio
+    from nerffs.config import get_config
+
+    _, client = served
+    wav = client.predict("Hi there.", api_name="/tts")
+    assert load_audio(wav, get_config("smoke").audio).size > 1000
