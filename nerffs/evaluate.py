@@ -1,0 +1,335 @@
+"""Evaluation harness: a dataset listing -> renders -> the paper's metrics (section 5.3) with Internal
+Difference under h-flip (Table 2) -> per-sample and aggregate tables (CSV + Markdown).
+
+* Listing: CSV with a header (``image,audio[,reference][,id]``) or JSON (a list of objects with those keys).
+  Relative paths are resolved against the listing's folder.
+* Resumable: each finished sample leaves ``samples/<id>.json`` (+ ``<id>.npz`` Inception features); a rerun
+  skips it.
+* Shardable: sample ``i`` belongs to rank ``i % world_size`` (``RANK`` / ``WORLD_SIZE`` from torchrun); rank 0
+  waits for every sample file and merges. No process group is needed: ranks meet through the output folder.
+
+Metrics per rendered video: CPBD, dlib-ID (always so labelled) and CSIM when ArcFace weights are present,
+LSE-D/LSE-C when SyncNet weights are present, the lip-sync proxy (r at lag 0, best lag), and FID per
+condition over the pooled frames against the reference frames (the reference video when listed, else the
+source photo; the original, unflipped frames for both conditions, as the paper compares against the
+original frames). FID uses few frames here, so it is noisy; it is not comparable with published tables.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nerffs.errors import InputError, NoFaceError
+from nerffs.metrics.internal_difference import CONDITIONS, deltas, flip_photo
+from nerffs.preprocess.image import load_image
+from nerffs.utils.io import atomic_path, atomic_write_text
+from nerffs.utils.logging import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One listing row: id, photo, speech and an optional reference (ground-truth) video."""
+
+    id: str
+    image: Path
+    audio: Path
+    reference: Path | None = None
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation run."""
+
+    out_dir: Path
+    """Output folder: videos/, samples/ and the tables."""
+    weights: str = "smoke"
+    """``TalkingHeadPipeline.from_pretrained`` source ("smoke", "auto" or a weights directory)."""
+    seed: int = 0
+    max_frames: int = 8
+    """Frames per video (evenly spaced) scored by CPBD, identity and FID."""
+    flip: bool = True
+    """Also render the h-flipped photo (Internal Difference)."""
+    max_lag: int = 10
+    """Lip-sync proxy: lags searched, in frames."""
+    pipeline_options: dict = field(default_factory=dict)
+    """Flat ``PipelineConfig`` overrides passed to every render."""
+    arcface_path: Path | None = None
+    syncnet_path: Path | None = None
+    device: str = "cpu"
+    rank: int | None = None
+    """Shard index; None reads ``$RANK`` (0 when unset)."""
+    world_size: int | None = None
+    """Number of shards; None reads ``$WORLD_SIZE`` (1 when unset)."""
+    merge_timeout_s: float = 24 * 3600.0
+    show_progress: bool = True
+
+
+@dataclass
+class EvalResult:
+    """Rows of the per-sample and aggregate tables, and the files written (empty on ranks other than 0)."""
+
+    per_sample: list[dict]
+    aggregate: list[dict]
+    files: list[Path]
+    evaluated: list[str]
+    skipped: list[str]
+
+
+# ---- listing ---------------------------------------------------------------------------------------------
+def read_listing(path: str | os.PathLike) -> list[Sample]:
+    """Parse a CSV or JSON listing into samples (ids default to ``<index>_<image stem>``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"listing not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    rows = json.loads(text) if path.suffix.lower() == ".json" else list(csv.DictReader(io.StringIO(text)))
+    if not isinstance(rows, list):
+        raise InputError(f"{path}: a JSON listing must be a list of objects with image/audio keys")
+    samples, seen = [], set()
+    for i, row in enumerate(rows):
+        if not row.get("image") or not row.get("audio"):
+            raise InputError(f"{path}: row {i} needs 'image' and 'audio' (got {sorted(row)})")
+        resolve = lambda p: (path.parent / p).resolve() if p else None  # noqa: E731
+        sid = str(row.get("id") or f"{i:04d}_{Path(row['image']).stem}")
+        if sid in seen:
+            raise InputError(f"{path}: duplicate sample id {sid!r}")
+        seen.add(sid)
+        samples.append(Sample(sid, resolve(row["image"]), resolve(row["audio"]), resolve(row.get("reference"))))
+    return samples
+
+
+def shard_info(cfg: EvalConfig) -> tuple[int, int]:
+    """(rank, world_size) from the config or torchrun's environment."""
+    rank = cfg.rank if cfg.rank is not None else int(os.environ.get("RANK", 0))
+    world = cfg.world_size if cfg.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
+    if world < 1 or not 0 <= rank < world:
+        raise InputError(f"bad shard: rank {rank} of world size {world}")
+    return rank, world
+
+
+# ---- per-sample evaluation ---------------------------------------------------------------------------
+class Evaluator:
+    """Holds the pipeline and the metric models (loaded once); ``evaluate(sample)`` writes its result file."""
+
+    def __init__(self, cfg: EvalConfig, pipeline=None):
+        from nerffs.metrics.fid import load_inception
+        from nerffs.metrics.identity import ArcFaceCSIM, DlibIdentity, arcface_or_none
+        from nerffs.metrics.syncnet import syncnet_or_none
+        from nerffs.pipeline import TalkingHeadPipeline
+
+        self.cfg = cfg
+        self.pipe = pipeline or TalkingHeadPipeline.from_pretrained(cfg.weights, device=cfg.device, seed=cfg.seed)
+        self.detector = self.pipe.detector
+        self.dlib_id = DlibIdentity(self.detector)
+        arcface = arcface_or_none(cfg.arcface_path)
+        self.csim = ArcFaceCSIM(arcface, self.detector) if arcface is not None else None
+        self.syncnet = syncnet_or_none(cfg.syncnet_path)
+        self.inception = load_inception(device=cfg.device)
+
+    def sample_dir(self) -> Path:
+        return Path(self.cfg.out_dir) / "samples"
+
+    def evaluate(self, sample: Sample) -> dict:
+        """Render each condition, score it, save ``samples/<id>.json`` and ``.npz``; returns the record."""
+        from nerffs.audio import load_audio
+        from nerffs.metrics.fid import inception_features
+
+        photo = load_image(sample.image)
+        wave = load_audio(sample.audio)
+        ref = self._reference_frames(sample, photo)
+        feats = {"reference": inception_features(self.inception, ref)}
+        metrics = {}
+        for cond in CONDITIONS if self.cfg.flip else CONDITIONS[:1]:
+            src = photo if cond == "input" else flip_photo(photo)
+            video = Path(self.cfg.out_dir) / "videos" / f"{sample.id}_{cond}.mp4"
+            frames, fps = self._render(src, sample.audio, video)
+            picked = frames[_spread(len(frames), self.cfg.max_frames)]
+            metrics[cond] = self._score(src, frames, picked, wave, fps)
+            feats[cond] = inception_features(self.inception, picked)
+        record = {"id": sample.id, "image": str(sample.image), "audio": str(sample.audio),
+                  "reference": str(sample.reference) if sample.reference else None, "metrics": metrics,
+                  "delta": deltas(metrics["input"], metrics["flipped"]) if "flipped" in metrics else {}}
+        out = self.sample_dir()
+        with atomic_path(out / f"{sample.id}.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **feats)
+        atomic_write_text(out / f"{sample.id}.json", json.dumps(record, indent=1, default=_json_default))
+        return record
+
+    def _render(self, photo: np.ndarray, audio: Path, video: Path) -> tuple[np.ndarray, float]:
+        from nerffs.render.video import read_video
+
+        self.pipe(photo, audio, video, seed=self.cfg.seed, show_progress=False, **self.cfg.pipeline_options)
+        return read_video(video)
+
+    def _reference_frames(self, sample: Sample, photo: np.ndarray) -> np.ndarray:
+        if sample.reference is None:
+            return photo[None]
+        from nerffs.render.video import read_video
+
+        frames, _ = read_video(sample.reference)
+        return frames[_spread(len(frames), self.cfg.max_frames)]
+
+    def _score(self, source: np.ndarray, frames: np.ndarray, picked: np.ndarray, wave: np.ndarray,
+               fps: float) -> dict[str, float]:
+        """Every per-video metric; metrics that cannot run (no face, no weights) are NaN."""
+        from nerffs.metrics.cpbd import video_cpbd
+        from nerffs.metrics.lipsync_proxy import lipsync_proxy
+
+        m: dict[str, float] = {"cpbd": video_cpbd(picked, len(picked))}
+        m.update(_identity(self.dlib_id, "dlib_id", source, picked))
+        if self.csim is not None:
+            m["csim"] = _identity(self.csim, "csim", source, picked)["csim_cos"]
+        sync = lipsync_proxy(frames, wave, 16000, fps, self.detector, self.cfg.max_lag)
+        lag = float(sync.best_lag) if math.isfinite(sync.best_r) else math.nan  # no face in any frame: no lag
+        m.update(proxy_r0=sync.r_at_0, proxy_best_r=sync.best_r, proxy_best_lag=lag)
+        m.update(self._lse(frames, wave))
+        return m
+
+    def _lse(self, frames: np.ndarray, wave: np.ndarray) -> dict[str, float]:
+        if self.syncnet is None:
+            return {}
+        from nerffs.metrics.syncnet import face_crops, lse_scores
+
+        faces = face_crops(frames, self.detector)
+        if faces is None:
+            return {"lse_d": float("nan"), "lse_c": float("nan")}
+        s = lse_scores(self.syncnet, faces, wave, 16000)
+        return {"lse_d": s.lse_d, "lse_c": s.lse_c}
+
+
+def _identity(metric, name: str, source: np.ndarray, frames: np.ndarray) -> dict[str, float]:
+    try:
+        s = metric.score(source, frames)
+    except NoFaceError:  # no face in the source photo itself
+        return {f"{name}_cos": float("nan"), f"{name}_l2": float("nan")}
+    return {f"{name}_cos": s.cosine, f"{name}_l2": s.l2}
+
+
+def _spread(num: int, count: int) -> np.ndarray:
+    from nerffs.metrics.cpbd import sample_indices
+
+    return sample_indices(num, count)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    raise TypeError(type(obj))
+
+
+# ---- orchestration ---------------------------------------------------------------------------------------
+def is_done(out_dir: Path, sample: Sample) -> bool:
+    """A sample is finished when its JSON parses and its features file exists."""
+    path = Path(out_dir) / "samples" / f"{sample.id}.json"
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return path.with_suffix(".npz").is_file()
+
+
+def run_evaluation(listing: str | os.PathLike | list[Sample], cfg: EvalConfig, pipeline=None) -> EvalResult:
+    """Evaluate this rank's shard of the listing (skipping finished samples); rank 0 then merges all."""
+    samples = read_listing(listing) if not isinstance(listing, list) else listing
+    rank, world = shard_info(cfg)
+    mine = [s for i, s in enumerate(samples) if i % world == rank]
+    todo = [s for s in mine if not is_done(cfg.out_dir, s)]
+    skipped = [s.id for s in mine if s not in todo]
+    if skipped:
+        log.info("rank %d: %d finished sample(s) skipped", rank, len(skipped))
+    if todo:
+        evaluator = Evaluator(cfg, pipeline)
+        for sample in progress(todo, desc=f"evaluate (rank {rank})", enabled=cfg.show_progress):
+            evaluator.evaluate(sample)
+    if rank != 0:
+        return EvalResult([], [], [], [s.id for s in todo], skipped)
+    _wait_for(cfg, samples)
+    per_sample, aggregate, files = merge(cfg.out_dir, samples)
+    return EvalResult(per_sample, aggregate, files, [s.id for s in todo], skipped)
+
+
+def _wait_for(cfg: EvalConfig, samples: list[Sample]) -> None:
+    deadline = time.monotonic() + cfg.merge_timeout_s
+    while True:
+        missing = [s.id for s in samples if not is_done(cfg.out_dir, s)]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise InputError(f"merge: {len(missing)} sample(s) never finished (e.g. {missing[0]}); rerun the "
+                             "evaluation to resume them")
+        time.sleep(2.0)
+
+
+def merge(out_dir: str | os.PathLike, samples: list[Sample]) -> tuple[list[dict], list[dict], list[Path]]:
+    """Per-sample rows (one per sample and condition) and aggregate rows (mean per condition, FID over the
+    pooled features, and the Internal Difference row ``delta = input - flipped``); writes CSV + Markdown."""
+    from nerffs.metrics.fid import fid_from_features
+
+    out_dir = Path(out_dir)
+    records = [json.loads((out_dir / "samples" / f"{s.id}.json").read_text(encoding="utf-8")) for s in samples]
+    feats = [dict(np.load(out_dir / "samples" / f"{s.id}.npz")) for s in samples]
+    conds = [c for c in CONDITIONS if all(c in r["metrics"] for r in records)]
+    per_sample = [{"id": r["id"], "condition": c, **r["metrics"][c]} for r in records for c in conds]
+    per_sample += [{"id": r["id"], "condition": "delta", **r["delta"]} for r in records if r["delta"]]
+    reference = np.concatenate([f["reference"] for f in feats])
+    aggregate = []
+    for c in conds:
+        keys = sorted({k for r in records for k in r["metrics"][c]})
+        row = {"condition": c, "n": len(records)}
+        row.update({k: _nanmean([r["metrics"][c].get(k, math.nan) for r in records]) for k in keys})
+        generated = np.concatenate([f[c] for f in feats])
+        row["fid"] = fid_from_features(generated, reference) if min(len(generated), len(reference)) >= 2 else math.nan
+        aggregate.append(row)
+    if len(aggregate) == 2:
+        delta = deltas(aggregate[0], aggregate[1])
+        delta.pop("n", None)
+        aggregate.append({"condition": "delta", "n": len(records), **delta})
+    files = []
+    for name, rows in (("per_sample", per_sample), ("aggregate", aggregate)):
+        files += [out_dir / f"{name}.csv", out_dir / f"{name}.md"]
+        atomic_write_text(files[-2], to_csv(rows))
+        atomic_write_text(files[-1], to_markdown(rows))
+    return per_sample, aggregate, files
+
+
+def _nanmean(values: list[float]) -> float:
+    arr = np.asarray(values, dtype=float)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else math.nan
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    cols: list[str] = []
+    for row in rows:
+        cols += [k for k in row if k not in cols]
+    return cols
+
+
+def to_csv(rows: list[dict]) -> str:
+    """Rows -> CSV text (union of keys, first-seen order)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_columns(rows), restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """Rows -> a Markdown table; floats with 4 decimals. Metric names carry their labels (dlib_id_* is dlib-ID,
+    not CSIM; proxy_* is the lip-sync proxy, not LSE)."""
+    cols = _columns(rows)
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
