@@ -6,7 +6,7 @@ Suites:
     face_prep   face detection and FFHQ alignment on the scikit-image astronaut photo
     face3d      Deep3D regression (random weights) and the 3DMM landmark fit (synthetic official-size model)
     inversion   PTI projection and tuning steps per second at ffhq512 (random generator and LPIPS trunks)
-    talking     frame loop fps (ours vs naive 3-pass) at smoke and ffhq512, peak memory 6 s vs 60 s of audio
+    talking     frame loop fps (ours vs naive 3-pass) at smoke and --presets, peak memory 6 s vs 60 s of audio
 
 Examples:
     python -m scripts.benchmark --suite generator --presets ffhq512,ffhq1024
@@ -35,6 +35,8 @@ def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, rep
         module = importlib.import_module(f"nerffs.bench.{suite}")
         if suite == "generator":
             report[suite] = module.run(presets=presets, device=device, repeats=repeats)
+        elif suite == "talking":
+            report[suite] = module.run(archs=("smoke", *presets))
         else:
             report[suite] = module.run()
     return report
