@@ -22,14 +22,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The smoke nets are tiny: one intra-op thread is several times faster than two on a busy 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+def _one_thread(single_thread):
+    """The smoke nets are tiny: one intra-op thread (see ``single_thread``)."""
+    yield
 
 
 @pytest.fixture(scope="module")
