@@ -35,7 +35,7 @@ from torch import nn
 from nerffs.errors import InputError
 from nerffs.face3d.coeffs import NUM_COEFFS, FaceCoeffs
 from nerffs.face3d.resnet import ResNet, ResNetConfig
-from nerffs.utils.checkpoint import load_strict, read_state_dict
+from nerffs.utils.checkpoint import load_strict, read_state_dict, safetensors_keys
 
 logger = logging.getLogger(__name__)
 
@@ -190,11 +190,9 @@ def read_deep3d_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     what = "Deep3D checkpoint"
     if Path(path).suffix == ".safetensors":
-        state = read_state_dict(path, what=what)
-        prefix = "face_3drecon."
-        if any(k.startswith(prefix) for k in state):  # SadTalker bundle: keep only the Deep3D part
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        return state
+        # SadTalker bundle: read only the Deep3D part (the header says whether the prefix is there).
+        bundle = Path(path).is_file() and any(k.startswith("face_3drecon.") for k in safetensors_keys(path))
+        return read_state_dict(path, prefix="face_3drecon." if bundle else None, what=what)
     return read_state_dict(path, key="net_recon", what=what)
 
 

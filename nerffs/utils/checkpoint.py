@@ -38,10 +38,11 @@ def read_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: 
     if not p.is_file():
         raise WeightsMissingError(f"{what} not found at {p}; place the file there (see README 'Weights')")
     try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        if p.suffix == ".safetensors":  # read only the tensors asked for (bundles hold several models)
+            from safetensors import safe_open
 
-            state: Any = load_file(str(p), device="cpu")
+            with safe_open(str(p), framework="pt", device="cpu") as f:
+                state: Any = {k: f.get_tensor(k) for k in f.keys() if prefix is None or k.startswith(prefix)}
         else:
             state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that needs code execution
@@ -60,6 +61,18 @@ def read_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: 
         if not out:
             raise CheckpointError(f"{what} at {p} has no tensors under prefix {prefix!r}; is it the right file?")
     return out
+
+
+def safetensors_keys(path: str | os.PathLike) -> list[str]:
+    """Tensor names of a .safetensors file, from its header only (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return list(f.keys())
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({type(exc).__name__}); re-download it") \
+            from exc
 
 
 def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, what: str = "checkpoint") -> None:
