@@ -15,7 +15,8 @@ import numpy as np
 from nerffs.errors import InputError
 from nerffs.preprocess.align import AlignConfig, align_face, paste_back
 from nerffs.preprocess.image import ImageSource, load_image
-from nerffs.preprocess.landmarks import DlibConfig, DlibLandmarks, package_dir
+from nerffs.preprocess.landmarks import DlibConfig, DlibLandmarks
+from nerffs.utils.packages import package_dir
 from nerffs.utils.logging import get_logger
 
 logger = get_logger(__name__)

@@ -19,7 +19,6 @@ linear heads are the v0.1 files shipped inside the ``lpips`` pip package; they a
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +30,8 @@ from torch import nn
 from nerffs.errors import CheckpointError, WeightsMissingError
 from nerffs.utils.checkpoint import read_state_dict
 from nerffs.utils.logging import get_logger
+from nerffs.utils.packages import package_dir
+from nerffs.weights import REGISTRY, asset_path, fetch_command
 
 logger = get_logger(__name__)
 
@@ -49,19 +50,13 @@ _LAYOUTS = {"vgg": _VGG16, "alex": _ALEX}
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 
-BACKBONE_FILES = {"vgg": "torchvision/vgg16-397923af.pth", "alex": "torchvision/alexnet-owt-7be5be79.pth"}
-"""Backbone file of each net, relative to the weights directory (registry names lpips_vgg16_backbone,
-lpips_alexnet_backbone): torchvision's ImageNet checkpoints, unchanged."""
-BACKBONE_URLS = {"vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
-                 "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"}
+BACKBONE_ASSETS = {"vgg": "lpips_vgg16_backbone", "alex": "lpips_alexnet_backbone"}
+"""Weights-registry asset of each net's trunk: torchvision's ImageNet checkpoints, unchanged."""
+BACKBONE_FILES = {net: REGISTRY[name].filename for net, name in BACKBONE_ASSETS.items()}
+"""Trunk file of each net, relative to the weights directory (from the registry)."""
 HEAD_FILES = {"vgg": "weights/v0.1/vgg.pth", "alex": "weights/v0.1/alex.pth"}
 """Linear-head files inside the installed ``lpips`` package directory."""
 LPIPS_REQUIREMENT = "lpips==0.1.4"
-
-
-def weights_dir() -> Path:
-    """Directory official weights are looked up in: ``$NERFFS_WEIGHTS`` or ``~/.cache/nerffs/weights``."""
-    return Path(os.environ.get("NERFFS_WEIGHTS", Path.home() / ".cache" / "nerffs" / "weights")).expanduser()
 
 
 def _check_net(net: str) -> None:
@@ -201,11 +196,11 @@ class LPIPS(nn.Module):
 
 def lpips_package_dir() -> Path:
     """Directory of the installed ``lpips`` package, found without importing it (it imports torchvision)."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or not spec.submodule_search_locations:
+    root = package_dir("lpips")
+    if root is None:
         raise WeightsMissingError(f"the LPIPS linear heads come from the 'lpips' package, which is not installed; "
                                   f"run: pip install --no-deps {LPIPS_REQUIREMENT}")
-    return Path(list(spec.submodule_search_locations)[0])
+    return root
 
 
 def head_path(net: Net) -> Path:
@@ -219,9 +214,9 @@ def head_path(net: Net) -> Path:
 
 
 def default_backbone_path(net: Net) -> Path:
-    """Default location of the torchvision ImageNet trunk file of ``net`` under ``weights_dir()``."""
+    """Default location of the torchvision ImageNet trunk file of ``net`` in the weights directory."""
     _check_net(net)
-    return weights_dir() / BACKBONE_FILES[net]
+    return asset_path(BACKBONE_ASSETS[net])
 
 
 def load_lpips(net: Net = "vgg", backbone_path: str | os.PathLike | None = None, allow_random: bool = False,
@@ -256,7 +251,6 @@ def load_lpips(net: Net = "vgg", backbone_path: str | os.PathLike | None = None,
         model.randomize_backbone(torch.Generator().manual_seed(random_seed))
         model.backbone_source = f"random(seed={random_seed})"
     else:
-        raise WeightsMissingError(f"LPIPS-{net} backbone {path.name} not found at {path}: download "
-                                  f"{BACKBONE_URLS[net]} into {path.parent} (weights dir: $NERFFS_WEIGHTS or "
-                                  f"~/.cache/nerffs/weights)")
+        raise WeightsMissingError(f"LPIPS-{net} backbone {path.name} not found at {path}: fetch it with "
+                                  f"{fetch_command([BACKBONE_ASSETS[net]])} (or put torchvision's file there)")
     return model.to(device).eval().requires_grad_(False)

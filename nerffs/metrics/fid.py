@@ -23,7 +23,7 @@ from scipy import linalg
 from torch import nn
 
 from nerffs.errors import CheckpointError, InputError, WeightsMissingError
-from nerffs.preprocess.landmarks import package_dir
+from nerffs.utils.packages import package_dir
 from nerffs.utils.io import atomic_path
 
 INCEPTION_SIZE = 299

@@ -16,7 +16,6 @@ e.g. the mission patch on the scikit-image astronaut photo) are ordered after ev
 from __future__ import annotations
 
 import abc
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from PIL import Image
 
 from nerffs.errors import InputError, NerffsError, NoFaceError, WeightsMissingError
 from nerffs.preprocess.image import ImageSource, load_image
+from nerffs.utils.packages import package_dir
 from nerffs.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -154,17 +154,6 @@ class LandmarkDetector(abc.ABC):
         if face_index is None and len(faces) > 1:
             logger.info("%d faces found; using the largest (pass face_index to choose another)", len(faces))
         return faces[index]
-
-
-def package_dir(name: str) -> Path | None:
-    """Directory of an installed package, found without importing it (offline-assets.md section 10)."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):  # a broken install, or a module object without a spec
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 def default_dlib_model(filename: str) -> Path:

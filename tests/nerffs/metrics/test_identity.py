@@ -8,7 +8,7 @@ from nerffs.examples import example_photo
 from nerffs.metrics.identity import (DLIB_SAME_PERSON_L2, ArcFaceIResNet, DlibIdentity, arcface_or_none,
                                      load_arcface)
 from nerffs.preprocess.image import load_image
-from nerffs.preprocess.landmarks import package_dir
+from nerffs.utils.packages import package_dir
 
 
 def _other_person() -> np.ndarray:
