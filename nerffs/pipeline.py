@@ -26,11 +26,10 @@ from nerffs.config import PipelineConfig, get_config
 from nerffs.errors import InputError
 from nerffs.models import SMOKE, ModelSet, official_models, smoke_models
 from nerffs.preprocess.align import AlignConfig, AlignedFace, align_face, paste_back
-from nerffs.preprocess.image import ImageSource, load_image
+from nerffs.preprocess.image import ImageSource, load_image, to_tensor
 from nerffs.preprocess.landmarks import DlibLandmarks
 from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
 from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
-from nerffs.utils.image import uint8_to_tensor
 from stylenerf import Generator
 
 log = logging.getLogger(__name__)
@@ -179,7 +178,7 @@ class TalkingHeadPipeline:
             from nerffs.inversion import get_preset, invert
 
             cache = self._cache()
-            result = invert(g, uint8_to_tensor(aligned.image, self.device), cam, get_preset(cfg.inversion_preset),
+            result = invert(g, to_tensor(aligned.image, self.device), cam, get_preset(cfg.inversion_preset),
                             cache_dir=None if cache is None else cache.root / "inversion",
                             base_weights_id=self._fingerprint(), rng=rng, show_progress=self._show_progress)
             log.info("identity: PTI inversion (%s preset%s)", cfg.inversion_preset,

@@ -126,10 +126,10 @@ def landmark_grid(identity: torch.Tensor, result: torch.Tensor, lm_target: torch
     """Write a PNG grid: per row identity | identity + target landmarks (green) | result + landmarks (red)."""
     from PIL import Image
 
-    from nerffs.utils.image import tensor_to_uint8
+    from nerffs.preprocess.image import from_tensor
 
     cols = [identity.float(), _draw_points(identity, lm_target, (-1.0, 1.0, -1.0)),
             _draw_points(result, lm_pred, (1.0, -1.0, -1.0))]
     grid = torch.cat([torch.cat(list(c), dim=-1) for c in zip(*cols)], dim=-2)  # [3, rows*R, 3*R]
     with atomic_path(path) as tmp:
-        Image.fromarray(tensor_to_uint8(grid)).save(tmp, format="PNG")
+        Image.fromarray(from_tensor(grid)).save(tmp, format="PNG")

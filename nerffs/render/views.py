@@ -5,17 +5,17 @@ once and reused for every view; only the foreground NeRF and the upsampler run p
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from nerffs.utils.image import tensor_to_uint8
+from nerffs.preprocess.image import from_tensor
+from nerffs.render.cameras import CameraSpec, camera_path
 from nerffs.utils.logging import progress
 from stylenerf import Generator
-from stylenerf.camera import camera_from_angles
+from stylenerf.camera import frontal_camera
 
 
 @dataclass
@@ -32,17 +32,17 @@ class OrbitConfig:
 
 
 def orbit_cameras(cfg: OrbitConfig, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Elliptical path: yaw = A sin(2 pi k / n), polar = pi/2 + B cos(2 pi k / n) (starts looking from above).
+    """One loop of the 'orbit' camera mode around the frontal view, in ``num_frames`` frames: yaw =
+    A sin(2 pi k / n), elevation = B cos(2 pi k / n) (starts looking from above).
 
     Returns:
         cam2world [num_frames, 4, 4].
     """
     if cfg.num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {cfg.num_frames}")
-    phase = torch.arange(cfg.num_frames, dtype=torch.float32) * (2 * math.pi / cfg.num_frames)
-    yaw = cfg.yaw_amplitude * torch.sin(phase)
-    polar = math.pi / 2 - cfg.pitch_amplitude * torch.cos(phase)
-    return camera_from_angles(yaw, polar, device=device)
+    spec = CameraSpec(mode="orbit", orbit_yaw=cfg.yaw_amplitude, orbit_pitch=cfg.pitch_amplitude,
+                      orbit_period=cfg.num_frames / cfg.fps)
+    return camera_path(spec, frontal_camera(1, device), cfg.num_frames, cfg.fps)
 
 
 @torch.inference_mode()
@@ -72,4 +72,4 @@ def render_views(g: Generator, ws: torch.Tensor, cams: torch.Tensor, bg_latent: 
         out = g.synthesis(ws.expand(n, -1, -1), c, bg_latent=bg_latent.expand(n, -1), freeze_bg=True,
                           bg_feat=cached)
         bg_feat = out.nerf.bg_feat[:1]
-        yield from tensor_to_uint8(out.img)
+        yield from from_tensor(out.img)

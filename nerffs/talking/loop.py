@@ -12,8 +12,8 @@ is overwritten before use):
 2. Final pass: the identity styles with the ray deformation of frame t, and the NeRF features blended with
    pass 1's under that mask.
 
-Work shared by all frames is done once: the background (camera-independent with ``freeze_bg``), the sample
-depths, the face model's identity shape. Frames are batched (``batch_size`` per generator call); the mask
+Work shared by all frames is done once: the background (camera-independent with ``freeze_bg``) and the sample
+depths; sample-to-control-point matches are reused while the camera holds still. Frames are batched (``batch_size`` per generator call); the mask
 smoothing stays causal and sequential. Everything runs under ``torch.inference_mode``.
 """
 from __future__ import annotations
@@ -33,9 +33,9 @@ from nerffs.face3d.fit import FitConfig, fit_landmarks
 from nerffs.face3d.parsing import BiSeNet, TemporalMaskSmoother
 from nerffs.face3d.recon import Deep3DRegressor, preprocess_generator_image
 from nerffs.lipaint.model import LipaintNet
+from nerffs.preprocess.image import from_tensor
 from nerffs.talking.blend import blend_features
 from nerffs.talking.controls import ControlPoints, torso_control_points
-from nerffs.utils.image import tensor_to_uint8
 from nerffs.utils.logging import progress
 from stylenerf import Generator, SampleDepths
 from stylenerf.camera import frontal_camera
@@ -103,8 +103,8 @@ def _fit_reference(models: TalkingModels, image: torch.Tensor, detector, fit_cfg
     init = models.deep3d.predict(preprocess_generator_image(image))
     if detector is None:
         return init, None
-    face224 = tensor_to_uint8(torch.nn.functional.interpolate(image, size=(224, 224), mode="bicubic",
-                                                              align_corners=False))[0]
+    face224 = from_tensor(torch.nn.functional.interpolate(image, size=(224, 224), mode="bicubic",
+                                                          align_corners=False))[0]
     try:
         landmarks = detector.detect(face224)
     except NoFaceError:
@@ -256,4 +256,4 @@ def render_frames(models: TalkingModels, ref: Reference, exp: torch.Tensor, cams
     starts = range(start, exp.shape[0], batch)
     for s in progress(starts, desc="render frames", total=len(starts), enabled=show_progress, unit="batch"):
         e = slice(s, s + batch)
-        yield from tensor_to_uint8(renderer.render(exp[e], cams[e]))
+        yield from from_tensor(renderer.render(exp[e], cams[e]))

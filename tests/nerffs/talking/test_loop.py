@@ -14,7 +14,7 @@ from nerffs.models import smoke_models
 from nerffs.talking.blend import blend_features
 from nerffs.talking.controls import ControlPoints
 from nerffs.talking.loop import FrameRenderer, LoopConfig, prepare_reference, render_frames
-from nerffs.utils.image import tensor_to_uint8
+from nerffs.preprocess.image import from_tensor
 from stylenerf.camera import camera_from_angles
 
 
@@ -49,7 +49,7 @@ def naive_three_pass(models, ref, cfg, exp, cams):
             keep = 1 - smoother(t.parser.mouth_mask(lip.img, size=t.parser.config.input_size))
             out = g.synthesis(ref.ws, c, deform=deformer, feature_hook=lambda f: blend_features(
                 f, lip.nerf.feat, keep, cfg.blend_size, cfg.blend_mode), **kw)           # C
-            frames.append(tensor_to_uint8(out.img)[0])
+            frames.append(from_tensor(out.img)[0])
     return frames
 
 
