@@ -36,7 +36,7 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
     import gradio as gr
 
     from nerffs import app_support as sup
-    from nerffs.bench.audio import find_espeak
+    from nerffs.audio.speech import find_espeak
     from nerffs.examples import example_photo
     from nerffs.utils.cli import error_line
 
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from nerffs.app_support import Workspace
-        from nerffs.bench.audio import find_espeak
+        from nerffs.audio.speech import find_espeak
         from nerffs.examples import example_speech
         from nerffs.pipeline import TalkingHeadPipeline
 

@@ -15,15 +15,20 @@ EXAMPLE_TEXT = "Hello! I am a talking head, made from one photo and one recordin
 
 
 def example_photo() -> Path:
-    """Path of the astronaut photo shipped inside scikit-image."""
-    from nerffs.bench.face_prep import astronaut_path
+    """Path of the astronaut photo shipped inside scikit-image (found without importing scikit-image)."""
+    from nerffs.utils.packages import package_dir
 
-    return Path(astronaut_path())
+    root = package_dir("skimage")
+    path = root / "data" / "astronaut.png" if root is not None else None
+    if path is None or not path.is_file():
+        raise InputError("the example photo needs scikit-image (pip install scikit-image==0.26.0); "
+                         "or pass your own photo")
+    return path
 
 
 def example_speech(path: str | os.PathLike, text: str = EXAMPLE_TEXT) -> Path:
     """Synthesise ``text`` with espeak-ng into ``path`` (WAV)."""
-    from nerffs.bench.audio import synthesize_speech
+    from nerffs.audio.speech import synthesize_speech
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:

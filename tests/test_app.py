@@ -45,7 +45,7 @@ def smoke_pipeline():
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
-    from nerffs.bench.audio import find_espeak
+    from nerffs.audio.speech import find_espeak
     from nerffs.examples import example_speech
 
     if find_espeak() is None:

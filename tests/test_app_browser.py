@@ -74,7 +74,7 @@ def test_browser_generates_a_video(page_url, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from nerffs.bench.audio import find_espeak
+    from nerffs.audio.speech import find_espeak
     from nerffs.examples import example_photo, example_speech
 
     if find_espeak() is None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,48 +22,9 @@ from nerffs.audio.config import AudioConfig
 from nerffs.audio.expression import audio_to_expression
 from nerffs.audio.load import load_audio
 from nerffs.audio.mel import mel_windows
+from nerffs.audio.speech import find_espeak, synthesize_speech
 
 logger = logging.getLogger(__name__)
-
-SPEECH_TEXT = ("Hello, my name is Eileen. I am an astronaut, and tomorrow I will fly to the moon. "
-               "The quick brown fox jumps over the lazy dog, while seven wise owls watch from the old oak tree. ")
-
-
-def find_espeak() -> str | None:
-    """The espeak-ng (or espeak) executable, or None."""
-    return shutil.which("espeak-ng") or shutil.which("espeak")
-
-
-def synthesize_speech(path: str | os.PathLike, seconds: float | None = None, *, text: str = SPEECH_TEXT,
-                      voice: str = "en-us", words_per_minute: int = 150) -> Path:
-    """Write espeak-ng speech to a WAV file (espeak's native 22.05 kHz mono, 16-bit).
-
-    Args:
-        path: output ``.wav``.
-        seconds: exact length; the utterance is repeated and cut to it. None keeps it as spoken.
-        text, voice, words_per_minute: what espeak-ng says and how.
-
-    Returns:
-        ``path`` as a Path.
-
-    Raises:
-        FileNotFoundError: espeak-ng is not installed.
-    """
-    import soundfile
-
-    exe = find_espeak()
-    if exe is None:
-        raise FileNotFoundError("espeak-ng is not installed; apt-get install espeak-ng (see .ci/system-deps.sh)")
-    out = Path(path)
-    subprocess.run([exe, "-v", voice, "-s", str(words_per_minute), "-w", str(out), text], check=True,
-                   capture_output=True)
-    if seconds is not None:
-        speech, rate = soundfile.read(str(out), dtype="int16")
-        total = int(round(seconds * rate))
-        reps = -(-total // max(len(speech), 1))
-        soundfile.write(str(out), np.tile(speech, reps)[:total], rate, subtype="PCM_16")
-    return out
-
 
 def _synthetic_voice(path: Path, seconds: float, rate: int = 22050) -> Path:
     """Fallback input: a 4 Hz amplitude-modulated harmonic tone (pitch 120-180 Hz) with a little noise."""

@@ -49,9 +49,9 @@ def run(image: ImageSource | None = None, repeats: int = 3, fit_preset: str = "o
         dict with ``deep3d_s`` (one 224x224 forward pass), ``fit_s``, ``fit_iters``, ``torch_threads`` and
         ``weights`` / ``face_model`` labels saying what stood in for the official files.
     """
-    from nerffs.bench.face_prep import astronaut_path
+    from nerffs.examples import example_photo
 
-    rgb = load_image(astronaut_path() if image is None else image)
+    rgb = load_image(example_photo() if image is None else image)
     face = DlibLandmarks().load().detect(rgb)
     aligned = align_face(rgb, face, AlignConfig(output_size=224, min_face_size=1.0))
     x = preprocess_rgb_image(torch.from_numpy(aligned.image.copy()).permute(2, 0, 1)[None])

@@ -12,24 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from nerffs.errors import InputError
+from nerffs.examples import example_photo
 from nerffs.preprocess.align import AlignConfig, align_face, paste_back
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.preprocess.landmarks import DlibConfig, DlibLandmarks
-from nerffs.utils.packages import package_dir
 from nerffs.utils.logging import get_logger
 
 logger = get_logger(__name__)
-
-
-def astronaut_path() -> str:
-    """Path of scikit-image's public-domain astronaut photo, found without importing scikit-image."""
-    root = package_dir("skimage")
-    path = root / "data" / "astronaut.png" if root is not None else None
-    if path is None or not path.is_file():
-        raise InputError("the default benchmark photo needs scikit-image (pip install scikit-image==0.26.0); "
-                         "or pass an image to run()")
-    return str(path)
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -58,7 +47,7 @@ def run(image: ImageSource | None = None, repeats: int = 5, output_sizes: tuple[
         (detection + 68 landmarks of every face), and per output size ``align_{S}_ms`` and
         ``paste_back_{S}_ms``; times are medians on this machine's CPU.
     """
-    rgb = load_image(astronaut_path() if image is None else image)
+    rgb = load_image(example_photo() if image is None else image)
     start = time.perf_counter()
     detector = DlibLandmarks(dlib_config).load()
     cfg = detector.config

@@ -81,7 +81,7 @@ def bench_loop(arch: str = "smoke", frames: int = 8, batch_size: int = 4) -> dic
 
 
 def _pipeline_peak(seconds: float) -> dict[str, Any]:
-    from nerffs.bench.audio import synthesize_speech
+    from nerffs.audio.speech import synthesize_speech
     from nerffs.examples import example_photo
     from nerffs.pipeline import TalkingHeadPipeline
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nerffs.audio.load import find_ffmpeg
-from nerffs.bench.audio import find_espeak, synthesize_speech
+from nerffs.audio.speech import find_espeak, synthesize_speech
 
 
 @pytest.fixture(scope="session")

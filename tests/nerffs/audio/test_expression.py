@@ -167,7 +167,7 @@ def test_blink_mode_selects_the_input(model: Audio2Exp) -> None:
 
 # ------------------------------------------------------------------------------------- end to end
 def test_speech_to_expression(speech_wav: Path, model: Audio2Exp, tmp_path: Path) -> None:
-    from nerffs.bench.audio import synthesize_speech
+    from nerffs.audio.speech import synthesize_speech
 
     cfg = dataclasses.replace(AudioConfig(), blink="none")
     wav = load_audio(synthesize_speech(tmp_path / "three_seconds.wav", 3.0), cfg)
