@@ -111,7 +111,12 @@ class UpsamplerConfig:
     no_residual_img: bool = False
     """If true the RGB skip is replaced rather than accumulated (official option; off for FFHQ)."""
     num_fp16_blocks: int = 0
-    """Run this many highest-resolution blocks in float16 (official: all but the first, on GPU)."""
+    """Run this many highest-resolution upsampler blocks in float16, on CUDA only (CPU stays float32).
+
+    Official StyleNeRF (``Upsampler.build_network``, spec 2.6): ``use_fp16 = res >= 2 * block_resolutions[0]``,
+    i.e. every block but the first (b128 and up for Rv = 32): 2 / 3 / 4 blocks at 256 / 512 / 1024, whatever
+    ``num_fp16_res`` says; ``config_from_official`` sets that. The NeRF and the RGB skip image stay float32.
+    0 (the default) keeps the whole upsampler in float32."""
 
     def __post_init__(self) -> None:
         base = self.upsample_mode.replace("noblur", "").strip("_-")

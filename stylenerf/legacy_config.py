@@ -5,7 +5,8 @@ the kwargs stored in the pickle, with the code defaults of spec 1.2 where a key 
 cross-checked against the tensor shapes: F from ``fg_nerf.feat_out``, the upsample mode from the adapter
 shape, ``magnitude_ema_beta > 0`` from the ``w_avg`` buffers, the upsampler widths, the kernel size, the NeRF
 widths/depths and the mapping depth. Where kwargs and shapes disagree the shapes win (with a warning): the
-tensors are what will be loaded. Options this implementation does not have are refused with
+tensors are what will be loaded. The upsampler's float16 blocks follow the official ``Upsampler`` rule
+(``official_fp16_blocks``), not ``num_fp16_res``. Options this implementation does not have are refused with
 ``LegacyFormatError`` naming the option. Finally the complete expected name/shape table
 (``expected_state_shapes``) must equal the checkpoint's.
 """
@@ -223,6 +224,27 @@ def _check_supported(kw: dict, sk: dict, fk: dict, bk: dict, uk: dict, attrs: Ma
 
 
 # ---- sub-configs -----------------------------------------------------------------------------------------------------
+def official_fp16_blocks(block_resolutions: list[int]) -> int:
+    """How many upsampler blocks the official code builds with ``use_fp16=True`` (spec 2.6).
+
+    ``training/stylenerf.py`` ``Upsampler.build_network`` sets ``fp16_resolution = block_resolutions[0] * 2`` and
+    ``use_fp16 = res >= fp16_resolution``: every block but the first (b128 and up for Rv = 32, i.e. 2 / 3 / 4
+    blocks at 256 / 512 / 1024). ``synthesis_kwargs.num_fp16_res`` plays no part: NeRFSynthesisNetwork passes it on
+    in ``**block_kwargs`` and it ends in ``SynthesisLayer``'s ``**unused_kwargs`` (the StyleGAN2 formula
+    ``max(2 ** (log2(R) + 1 - num_fp16_res), 8)`` belongs to ``training.networks.SynthesisNetwork``, not used here).
+
+    Args:
+        block_resolutions: upsampler block resolutions in order, e.g. ``[64, 128, 256]``.
+
+    Returns:
+        the number of highest-resolution blocks in float16 (``UpsamplerConfig.num_fp16_blocks``).
+    """
+    if not block_resolutions:
+        return 0
+    fp16_resolution = block_resolutions[0] * 2
+    return sum(res >= fp16_resolution for res in block_resolutions)
+
+
 def _fit_channels(outs: dict[int, int], base: int, cmax: int) -> tuple[int, int]:
     """channel_base/channel_max that reproduce the upsampler widths C(r) = min(base // r, cmax)."""
     def fits(b: int, m: int) -> bool:
@@ -268,7 +290,9 @@ def _upsampler(sk: dict, uk: dict, facts: dict) -> UpsamplerConfig:
         kernel_size=_pick("kernel_size", sk.get("kernel_size", 3), facts["kernel_size"]),
         conv_clamp=None if clamp is None else float(_number("conv_clamp", clamp)),
         upsample_mode=stated_mode, magnitude_ema_beta=beta,
-        no_residual_img=bool(uk.get("no_residual_img", False)))
+        no_residual_img=bool(uk.get("no_residual_img", False)),
+        # Whatever num_fp16_res says (absent, 0 from --fp32, 4, an interpolation): official_fp16_blocks.
+        num_fp16_blocks=official_fp16_blocks(facts["resolutions"]))
 
 
 def _merged(stated: dict, attrs: Mapping[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:

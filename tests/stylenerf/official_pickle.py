@@ -237,13 +237,17 @@ def embedded_source(marker: Path, module: str) -> str:
 
 
 # ---- constructor kwargs ----------------------------------------------------------------------------------------------
-def official_init_kwargs(variant: str) -> dict[str, Any]:
-    """The plain, resolved ``G_ema._init_kwargs`` a correct loader must return for a variant (spec 1.2, 6.2)."""
+def official_init_kwargs(variant: str, *, num_fp16_res: int | None = 4) -> dict[str, Any]:
+    """The plain, resolved ``G_ema._init_kwargs`` a correct loader must return for a variant (spec 1.2, 6.2).
+
+    ``num_fp16_res`` is the training option (``conf/config.yaml``: 4; ``--fp32`` runs store 0); None leaves the
+    key out of ``synthesis_kwargs``.
+    """
     m = VARIANT.fullmatch(variant)
     if m is None:
         raise ValueError(f"unknown variant {variant!r}")
     res, feat, cb = int(m["res"]), int(m["feat"]), 2 if m["cb2"] else 1
-    return {
+    kwargs = {
         "z_dim": 512, "w_dim": 512, "c_dim": 0, "img_resolution": res, "img_channels": 3,
         "mapping_kwargs": {"num_layers": 8},
         "synthesis_kwargs": {
@@ -269,6 +273,11 @@ def official_init_kwargs(variant: str) -> dict[str, Any]:
                                  "upsample_type": "bilinear", "img_channels": 3, "in_res": 32, "out_res": res},
         },
     }
+    if num_fp16_res is None:
+        del kwargs["synthesis_kwargs"]["num_fp16_res"]
+    else:
+        kwargs["synthesis_kwargs"]["num_fp16_res"] = num_fp16_res
+    return kwargs
 
 
 _INTERPOLATIONS = {
@@ -299,17 +308,23 @@ def _omega(value: Any, parent: FakeObject | None, key: Any) -> FakeObject:
 
 
 def _omega_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Top-level plain dict whose mapping/synthesis kwargs are DictConfigs inside a root training config."""
+    """Top-level plain dict whose mapping/synthesis kwargs are DictConfigs inside a root training config.
+
+    A key absent from ``kwargs`` (e.g. ``synthesis_kwargs.num_fp16_res``) stays absent, also from the root.
+    """
     g_kwargs = {k: copy.deepcopy(kwargs[k]) for k in ("z_dim", "w_dim", "mapping_kwargs", "synthesis_kwargs")}
     for path, text in _INTERPOLATIONS.items():
         node = g_kwargs
         for part in path[:-1]:
             node = node[part]
-        node[path[-1]] = text
-    root = _omega({"data": "/datasets/ffhq1024x1024.zip", "run_dir": "${now:%Y-%m-%d_%H-%M-%S}",
-                   "spec": {"name": "paper512", "fmaps": 1, "map": 8, "mbstd": 8}, "num_fp16_res": 4,
-                   "model": {"name": "stylenerf_ffhq", "synthesis_module": "stylenerf", "G_kwargs": g_kwargs}},
-                  None, None)
+        if path[-1] in node:
+            node[path[-1]] = text
+    options: dict[str, Any] = {"data": "/datasets/ffhq1024x1024.zip", "run_dir": "${now:%Y-%m-%d_%H-%M-%S}",
+                               "spec": {"name": "paper512", "fmaps": 1, "map": 8, "mbstd": 8}}
+    if "num_fp16_res" in kwargs["synthesis_kwargs"]:
+        options["num_fp16_res"] = kwargs["synthesis_kwargs"]["num_fp16_res"]
+    options["model"] = {"name": "stylenerf_ffhq", "synthesis_module": "stylenerf", "G_kwargs": g_kwargs}
+    root = _omega(options, None, None)
     g_node = root.state["_content"]["model"].state["_content"]["G_kwargs"]
     top = {k: v for k, v in kwargs.items() if k not in ("mapping_kwargs", "synthesis_kwargs")}
     top.update({k: g_node.state["_content"][k] for k in ("mapping_kwargs", "synthesis_kwargs")})
@@ -357,7 +372,7 @@ def build_generator(values: dict[str, torch.Tensor], kwargs: dict[str, Any], sou
 
 def write_official_pickle(path: str | Path, variant: str, *, seed: int = 0, include_d: bool = False,
                          omegaconf: bool = True, evil_global: tuple[str, str, tuple] | None = None,
-                         marker: Path | None = None) -> dict[str, torch.Tensor]:
+                         marker: Path | None = None, num_fp16_res: int | None = 4) -> dict[str, torch.Tensor]:
     """Write a synthetic official snapshot of ``variant`` (a key of official_keys_stylenerf.json).
 
     Args:
@@ -368,6 +383,8 @@ def write_official_pickle(path: str | Path, variant: str, *, seed: int = 0, incl
         omegaconf: store kwargs as OmegaConf-like objects with interpolations (else EasyDicts, resolved).
         evil_global: ``(module, name, args)`` of a call planted inside G_ema's synthesis state.
         marker: file the embedded module sources would create if executed (default ``<path>.executed``).
+        num_fp16_res: stored ``synthesis_kwargs.num_fp16_res`` (with ``omegaconf`` as the interpolation
+            ``${num_fp16_res}`` into the root config, which holds the value); None stores no such key.
 
     Returns:
         the G_ema tensors written (official names).
@@ -377,7 +394,7 @@ def write_official_pickle(path: str | Path, variant: str, *, seed: int = 0, incl
     sources = {"networks": embedded_source(marker, "training/networks.py"),
                "stylenerf": embedded_source(marker, "training/stylenerf.py")}
     shapes = official_shapes(variant)
-    kwargs = official_init_kwargs(variant)
+    kwargs = official_init_kwargs(variant, num_fp16_res=num_fp16_res)
     g_ema_values = random_values(shapes, seed)
     evil = FakeCall(FakeGlobal(evil_global[0], evil_global[1]), tuple(evil_global[2])) if evil_global else None
     snapshot: dict[str, Any] = {

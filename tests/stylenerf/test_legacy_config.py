@@ -9,8 +9,9 @@ import pytest
 import torch
 from official_pickle import official_init_kwargs, official_shapes, variant_names, write_official_pickle
 
-from stylenerf.legacy import load_official_generator_state
-from stylenerf.legacy_config import LegacyFormatError, config_from_official, describe_mismatch, expected_state_shapes
+from stylenerf.legacy import load_official_generator_state, read_official_pickle
+from stylenerf.legacy_config import (LegacyFormatError, config_from_official, describe_mismatch, expected_state_shapes,
+                                     official_fp16_blocks)
 
 VARIANTS = variant_names()
 
@@ -185,3 +186,80 @@ def test_synthetic_pickle_loads_strictly_into_generator(tmp_path):
     model.load_state_dict(state, strict=True)
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(tensor, values[name], rtol=0, atol=0)
+
+
+# ---- upsampler fp16 (spec 2.6: official Upsampler.build_network, use_fp16 = res >= 2 * first block res) -----------
+FP16_BLOCKS = {256: 2, 512: 3, 1024: 4}  # b128 ... bR; b64 (the first block) stays float32
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fp16_blocks_are_all_but_the_first(variant):
+    res = _parse(variant)[0]
+    cfg = config_from_official(official_init_kwargs(variant), _state(variant))
+    assert cfg.upsampler.num_fp16_blocks == FP16_BLOCKS[res] == len(cfg.block_resolutions) - 1
+    generator = pytest.importorskip("stylenerf.generator")
+    synthesis = generator.Generator(cfg).synthesis
+    assert {r: getattr(synthesis, f"b{r}").use_fp16 for r in cfg.block_resolutions} == {
+        r: r >= 128 for r in cfg.block_resolutions}
+
+
+@pytest.mark.parametrize("where,value", [
+    ("synthesis", 4), ("synthesis", 0), ("synthesis", 2), ("synthesis", "${num_fp16_res}"), ("absent", None),
+    ("top", 4), ("top", 0),
+])
+def test_fp16_blocks_ignore_num_fp16_res(where, value):
+    """NeRFSynthesisNetwork never reads num_fp16_res (it ends in SynthesisLayer's **unused_kwargs)."""
+    for variant in ("ffhq256-pixelshuffle-F64", "ffhq512-nn_cat-F256", "ffhq1024-pixelshuffle-F256-cb2"):
+        kwargs = official_init_kwargs(variant, num_fp16_res=value if where == "synthesis" else None)
+        if where == "top":
+            kwargs["num_fp16_res"] = value
+        cfg = config_from_official(kwargs, _state(variant))
+        assert cfg.upsampler.num_fp16_blocks == FP16_BLOCKS[cfg.img_resolution]
+
+
+@pytest.mark.parametrize("res", sorted(FP16_BLOCKS))
+@pytest.mark.parametrize("omegaconf", [True, False], ids=["interpolated", "plain"])
+@pytest.mark.parametrize("num_fp16_res", [4, 0, None], ids=["fp16res4", "fp16res0", "absent"])
+def test_fp16_blocks_from_synthetic_pickles(tmp_path, res, omegaconf, num_fp16_res):
+    variant = {256: "ffhq256-pixelshuffle-F64", 512: "ffhq512-pixelshuffle-F64",
+               1024: "ffhq1024-pixelshuffle-F256-cb2"}[res]
+    path = tmp_path / f"ffhq_{res}.pkl"
+    write_official_pickle(path, variant, seed=1, omegaconf=omegaconf, num_fp16_res=num_fp16_res)
+    ckpt = read_official_pickle(path)
+    stored = ckpt.g_init_kwargs["synthesis_kwargs"].get("num_fp16_res")
+    assert stored == num_fp16_res  # "${num_fp16_res}" resolved through the root config when interpolated
+    cfg, _ = load_official_generator_state(path)
+    assert cfg.upsampler.num_fp16_blocks == FP16_BLOCKS[res]
+
+
+def test_official_fp16_blocks_rule():
+    assert official_fp16_blocks([64, 128, 256, 512, 1024]) == 4
+    assert official_fp16_blocks([64, 128]) == 1 and official_fp16_blocks([64]) == 0
+    assert official_fp16_blocks([]) == 0  # no_2d_renderer: no upsampler at all
+
+
+def test_fp16_blocks_stay_float32_on_cpu():
+    """On CPU num_fp16_blocks changes nothing: every block computes in float32, bit-identical to 0 blocks."""
+    generator = pytest.importorskip("stylenerf.generator")
+    from stylenerf.config import tiny_config
+
+    cfg32 = tiny_config(128)  # blocks b32, b64, b128
+    cfg16 = tiny_config(128)
+    cfg16.upsampler.num_fp16_blocks = official_fp16_blocks(cfg16.block_resolutions)
+    assert cfg16.upsampler.num_fp16_blocks == 2
+    torch.manual_seed(0)
+    g32 = generator.Generator(cfg32).eval()
+    g16 = generator.Generator(cfg16).eval()
+    g16.load_state_dict(g32.state_dict(), strict=True)
+    assert [getattr(g16.synthesis, f"b{r}").use_fp16 for r in cfg16.block_resolutions] == [False, True, True]
+    dtypes: list[torch.dtype] = []
+    for r in cfg16.block_resolutions:
+        getattr(g16.synthesis, f"b{r}").register_forward_hook(
+            lambda mod, args, out: dtypes.extend(t.dtype for t in out if t is not None))
+    z = torch.randn(2, cfg32.z_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out32 = g32(z, rng=torch.Generator().manual_seed(2)).img
+        out16 = g16(z, rng=torch.Generator().manual_seed(2)).img
+    assert dtypes and all(d == torch.float32 for d in dtypes)
+    assert out16.dtype == torch.float32 and out16.shape == (2, 3, 128, 128)
+    torch.testing.assert_close(out16, out32, rtol=0, atol=0)
