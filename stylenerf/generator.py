@@ -71,15 +71,20 @@ class NeRFSynthesisNetwork(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
+        self._init_common(cfg)
+        self.fg_nerf = ForegroundNeRF(cfg)
+        self.bg_nerf = BackgroundNeRF(cfg)
+        for name, block in build_blocks(cfg.block_resolutions, cfg.nerf.rgb_out_dim, cfg.w_dim, cfg.upsampler).items():
+            self.add_module(name, block)
+
+    def _init_common(self, cfg: GeneratorConfig) -> None:
+        """Attributes every synthesis network has, whatever its fields and upsampler (subclasses with other
+        ``fg_nerf`` / ``bg_nerf`` / ``upsample`` call this instead of building the official children)."""
         self.cfg = cfg
         self.num_ws, self.num_nerf_ws = cfg.num_ws, cfg.nerf.num_ws
         self.block_resolutions = cfg.block_resolutions
         # Training-curriculum buffer; 1 = fully trained (spec 3.6). Informational at inference here.
         self.register_buffer("alpha", torch.ones([]))
-        self.fg_nerf = ForegroundNeRF(cfg)
-        self.bg_nerf = BackgroundNeRF(cfg)
-        for name, block in build_blocks(cfg.block_resolutions, cfg.nerf.rgb_out_dim, cfg.w_dim, cfg.upsampler).items():
-            self.add_module(name, block)
 
     # ---- stage 1: NeRF ---------------------------------------------------------------------------
     def render_nerf(self, ws: torch.Tensor, cam2world: torch.Tensor, *, bg_latent: torch.Tensor | None = None,
@@ -181,13 +186,16 @@ class NeRFSynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     """z [B, z_dim] -> ws -> image. State-dict names equal the official ``G_ema`` (spec 1.4)."""
 
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    def __init__(self, cfg: GeneratorConfig, synthesis: NeRFSynthesisNetwork | None = None,
+                 mapping: nn.Module | None = None) -> None:
+        """``synthesis`` / ``mapping`` replace the official networks (another model source with the same
+        interfaces, e.g. the offline portrait field); by default both are built from ``cfg``."""
         super().__init__()
         self.cfg = cfg
         self.z_dim, self.w_dim, self.img_resolution, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.img_resolution, cfg.num_ws
         # Construction order matches the official object graph: synthesis first, then mapping (spec 1.1).
-        self.synthesis = NeRFSynthesisNetwork(cfg)
-        self.mapping = MappingNetwork(cfg)
+        self.synthesis = NeRFSynthesisNetwork(cfg) if synthesis is None else synthesis
+        self.mapping = MappingNetwork(cfg) if mapping is None else mapping
 
     def forward(self, z: torch.Tensor, cam2world: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 rng: torch.Generator | None = None, **synthesis_kwargs) -> SynthesisOutput:

@@ -164,6 +164,19 @@ def _bfm_from_fields(mat: dict, where: str) -> BFMData:
                    keypoints=keypoints, skinmask=skin)
 
 
+def point_buffer(tri: np.ndarray, num_vertices: int, width: int = 8) -> np.ndarray:
+    """``point_buf`` of a triangle list: [V, width] indices of up to ``width`` triangles around each vertex,
+    padded with the official padding value F (the number of triangles)."""
+    buf = np.full((num_vertices, width), len(tri), np.int64)
+    fill = np.zeros(num_vertices, np.int64)
+    for f, corners in enumerate(tri):
+        for v in corners:
+            if fill[v] < width:
+                buf[v, fill[v]] = f
+                fill[v] += 1
+    return buf
+
+
 @dataclass
 class FaceModelConfig:
     """Camera and lighting constants of the Deep3D face model (spec-pipeline.md 3.4 defaults)."""

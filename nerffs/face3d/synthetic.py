@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nerffs.face3d.bfm import BFMData, ParametricFaceModel
+from nerffs.face3d.bfm import BFMData, ParametricFaceModel, point_buffer
 
 OFFICIAL_NUM_VERTICES = 35709
 
@@ -26,7 +26,7 @@ def synthetic_face_model(num_vertices: int = OFFICIAL_NUM_VERTICES, seed: int = 
     z = np.sqrt(np.clip(1.0 - (xy ** 2).sum(-1) / 1.7, 0.0, None))
     verts = np.concatenate([xy, z[:, None]], -1)[:num_vertices].astype(np.float32)
     tri = _grid_triangles(side, num_vertices)
-    point_buf = _point_buffer(tri, num_vertices)
+    point_buf = point_buffer(tri, num_vertices)
     centre = np.argsort(np.abs(verts[:, :2]).sum(-1))[:2000]
     data = BFMData(
         mean_shape=verts, id_base=rng.normal(0, 1e-3, (3 * num_vertices, 80)).astype(np.float32),
@@ -42,14 +42,3 @@ def _grid_triangles(side: int, num_vertices: int) -> np.ndarray:
     a = r * side + c
     tri = np.concatenate([np.stack([a, a + side, a + 1], -1), np.stack([a + 1, a + side, a + side + 1], -1)])
     return tri[(tri < num_vertices).all(-1)].astype(np.int64)
-
-
-def _point_buffer(tri: np.ndarray, num_vertices: int, width: int = 8) -> np.ndarray:
-    buf = np.full((num_vertices, width), len(tri), np.int64)  # padding index = F (official convention)
-    fill = np.zeros(num_vertices, np.int64)
-    for f, corners in enumerate(tri):
-        for v in corners:
-            if fill[v] < width:
-                buf[v, fill[v]] = f
-                fill[v] += 1
-    return buf

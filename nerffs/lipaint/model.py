@@ -51,10 +51,23 @@ class LipaintNet(nn.Module):
         Returns:
             [B, num_ws, w_dim].
         """
-        b = exp.shape[0]
-        ws = ws.expand(b, -1, -1)
-        w_mouth = self(ws[:, 0], exp)
-        return torch.cat([w_mouth.unsqueeze(1).expand(-1, num_nerf_ws, -1), ws[:, num_nerf_ws:]], dim=1)
+        return mouth_styles(self, ws, exp, num_nerf_ws)
+
+
+def mouth_styles(mapper, ws: torch.Tensor, exp: torch.Tensor, num_nerf_ws: int) -> torch.Tensor:
+    """[mapper(ws[:, 0], exp)] x ``num_nerf_ws`` followed by the identity's upsampler styles.
+
+    Args:
+        mapper: (w [B, w_dim], exp [B, exp_dim]) -> w' [B, w_dim] (LipaintNet, or a stand-in).
+        ws: [B or 1, num_ws, w_dim]; exp: [B, exp_dim].
+
+    Returns:
+        [B, num_ws, w_dim].
+    """
+    b = exp.shape[0]
+    ws = ws.expand(b, -1, -1)
+    w_mouth = mapper(ws[:, 0], exp)
+    return torch.cat([w_mouth.unsqueeze(1).expand(-1, num_nerf_ws, -1), ws[:, num_nerf_ws:]], dim=1)
 
 
 def load_lipaint(path: str | os.PathLike, device: torch.device | str = "cpu") -> LipaintNet:
