@@ -25,7 +25,7 @@ system-deps:
 setup: system-deps $(VENV)/.installed
 
 demo: setup
-	$(PY) -m scripts.talk --example --out $(OUT)/talking_head.mp4
+	$(PY) -m scripts.talk --example --preview-sheet --out $(OUT)/talking_head.mp4
 
 app: setup
 	GRADIO_ANALYTICS_ENABLED=False $(PY) app.py

@@ -1,8 +1,9 @@
 """Gradio demo: one portrait photo + one speech recording -> a 3D-aware talking head (NeRFFaceSpeech).
 
-    python app.py                        # official weights when present, else the smoke models (with a banner)
+    python app.py                        # official weights when present, else the offline demo models (banner)
     python app.py --port 7860 --share    # also a public gradio.live link
-    python app.py --weights smoke        # seeded random models: proves the pipeline runs, shows no face
+    python app.py --models offline       # the offline demo models: each photo fitted on first use, no download
+    python app.py --models smoke         # seeded random models: proves the pipeline runs, shows no face
 
 API endpoints (stable names, see README "Web demo and API"): ``/preview`` (photo -> aligned face, landmark
 overlay, novel-view orbit), ``/generate`` (photo + audio + options -> mp4) and ``/tts`` (text -> wav, only
@@ -84,10 +85,11 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
             fail(exc)
 
     def generate(photo, audio, driving_video=None, exp_scale=cfg.audio.exp_scale,
-                 momentum=cfg.audio.ref_momentum, mask_window=cfg.loop.mask_window, blink=False,
+                 momentum=cfg.audio.ref_momentum, mask_window=cfg.loop.mask_window, blink=cfg.audio.blink == "random",
                  camera="input pose", yaw=0.0, pitch=0.0, period=4.0, expression_from_driving=False,
-                 paste_back=False, seed=0, progress=gr.Progress(track_tqdm=True)):
-        """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track."""
+                 paste_back=False, seed=0, transcript="", progress=gr.Progress(track_tqdm=True)):
+        """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track. ``transcript``:
+        the words spoken, when known (set by the Speak button; the offline models align them)."""
         try:
             progress(0.0, desc="checking the inputs")
             path = sup.check_image_file(photo)
@@ -100,7 +102,7 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                                       paste_back=paste_back)
             progress(0.05, desc="aligning, fitting and rendering (cached per face)")
             out = serial.run(pipeline, path, audio or None, work.new() / "talking_head.mp4", seed=int(seed or 0),
-                             show_progress=True, **options)
+                             show_progress=True, transcript=(transcript or "").strip() or None, **options)
             return str(out.video)
         except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
             fail(exc)
@@ -117,13 +119,8 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         except Exception as exc:  # noqa: BLE001
             fail(exc)
 
-    if pipeline.models.is_smoke:
-        banner = ("**SMOKE models in use**: seeded random weights, so the video shows no face. It proves the "
-                  "pipeline runs; put the official weights in place (`python -m scripts.download_weights`) "
-                  "and restart for real talking heads.")
-    else:
-        banner = f"Weights: **{pipeline.models.label}**."
-    res = pipeline.models.talking.generator.img_resolution
+    banner = sup.models_banner(pipeline.models)
+    res = pipeline.models.resolution
     with gr.Blocks(title="nerffs: NeRFFaceSpeech talking heads", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# NeRFFaceSpeech: one photo + speech -> 3D-aware talking head")
         gr.Markdown(banner, elem_id="weights-banner")
@@ -137,6 +134,7 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                     text = gr.Textbox(label="Text to speech (espeak-ng)", placeholder="Hi there.", scale=3,
                                       elem_id="tts-text")
                     speak = gr.Button("Speak", scale=1, elem_id="tts-button")
+                spoken = gr.State("")  # the text of the speech made by Speak (its transcript), until replaced
                 driving = gr.Video(label="Driving video (optional: head pose, or expressions too)",
                                    sources=["upload"], elem_id="driving")
                 examples = [[str(example_photo())] + ([str(example_audio)] if example_audio else [])]
@@ -171,13 +169,16 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         shared = dict(concurrency_id="pipeline", concurrency_limit=concurrency_limit)
         preview_in, preview_out = [photo, seed], [aligned, overlay, orbit]
         gen_in = [photo, audio, driving, exp_scale, momentum, mask_window, blink, camera, yaw, pitch, period,
-                  from_driving, paste, seed]
+                  from_driving, paste, seed, spoken]
         preview_btn.click(preview, preview_in, preview_out, api_name="preview", **shared)
         # Generate: the preview first (quick, cached per face), then the long render.
         run_btn.click(preview, preview_in, preview_out, api_visibility="private", **shared).success(
             generate, gen_in, [video], api_name="generate", **shared)
         speak.click(tts, [text], [audio], api_name="tts", concurrency_limit=2,
-                    api_visibility="public" if has_tts else "private")
+                    api_visibility="public" if has_tts else "private").success(
+            lambda t: (t or "").strip()[:1000], [text], [spoken], api_visibility="private")
+        for event in (audio.upload, audio.stop_recording, audio.clear):  # new speech: its words are unknown
+            event(lambda: "", None, [spoken], api_visibility="private")
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency_limit)
     return demo
 
@@ -188,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    p.add_argument("--weights", default="auto", help="'auto' (default: official if present, else smoke), "
-                                                     "'smoke', or a weights directory")
+    p.add_argument("--models", "--weights", dest="weights", default="auto", metavar="SET",
+                   help="model set: 'auto' (default: official if complete, else offline), 'offline', 'smoke', "
+                        "or a weights directory")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--concurrency", type=int, default=1, help="requests rendered at once (default 1)")
     p.add_argument("--max-queue", type=int, default=16, help="requests that may wait (default 16)")
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     except (NerffsError, ValueError, OSError) as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
-    print(f"nerffs demo: {pipeline.models.label} weights on http://{ns.host}:{ns.port}/", file=sys.stderr)
+    print(f"nerffs demo: {pipeline.models.describe()} on http://{ns.host}:{ns.port}/", file=sys.stderr)
     demo.launch(server_name=ns.host, server_port=ns.port, share=ns.share, max_file_size=ns.max_file_size,
                 allowed_paths=[str(Path(work.root))])
     return 0

@@ -69,6 +69,21 @@ def run_options(*, exp_scale: float, momentum: float, mask_window: int, blink: b
             "expression": "driving" if expression_from_driving else "audio", "paste_back": bool(paste_back)}
 
 
+def models_banner(models) -> str:
+    """The demo's banner (Markdown): which model set renders, and what that means for the result."""
+    if models.source == "smoke":
+        return ("**SMOKE models in use**: seeded random weights, so the video shows no face. It proves the "
+                "pipeline runs; use `--models offline` for the offline demo models, or put the official weights "
+                "in place (`python -m scripts.download_weights`) and restart.")
+    if models.source == "offline":
+        return ("**OFFLINE demo models in use** (not the official NeRFFaceSpeech weights): each photo is fitted "
+                "on first use (a few seconds, then cached) as a radiance field of the photo with a rule-based face "
+                "model; the mouth follows phones recognised in the speech (aligned to the text when you use "
+                "*Speak*). Put the official weights in place (`python -m scripts.download_weights`) and restart "
+                "for the method's networks.")
+    return f"Weights: **{models.describe()}**."
+
+
 def landmark_overlay(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Draw 68 landmarks (iBUG order) on a copy of ``image``. uint8 [H, W, 3], [68, 2] -> uint8 [H, W, 3]."""
     from PIL import Image, ImageDraw
@@ -113,10 +128,10 @@ def preview_identity(pipe, image, out_dir: str | os.PathLike, *, seed: int = 0, 
     overlay = landmark_overlay(aligned.image, aligned.points)
     orbit = None
     if num_views > 0:
-        cam = pipe.input_pose(aligned)
-        ws, bg, g = pipe.identity(aligned, cam, seed)
+        ws, bg, talking, _ = pipe.identity(aligned, seed)
         cfg = OrbitConfig(num_frames=int(num_views), fps=8.0)
-        frames = render_views(g, ws, orbit_cameras(cfg, device=ws.device), bg, show_progress=show_progress)
+        frames = render_views(talking.generator, ws, orbit_cameras(cfg, device=ws.device), bg,
+                              show_progress=show_progress)
         orbit = write_video(frames, Path(out_dir) / "orbit_preview.mp4", fps=cfg.fps)
     return Preview(aligned=aligned.image, overlay=overlay, orbit=orbit)
 

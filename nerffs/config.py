@@ -3,8 +3,8 @@
 ``PipelineConfig`` = ``AudioConfig`` (audio front end, momentum a_m, scale l_exp) + ``LoopConfig`` (control
 points, deformation mode, mask window n, blending, batch) + ``FitConfig`` (3DMM landmark fit) +
 ``IdentityConfig`` (where the identity comes from) + ``RenderConfig`` (camera, video, provenance).
-Presets: ``official`` (paper defaults) and ``smoke`` (for the random smoke models: small blending resolution,
-short fit).
+Presets: ``official`` (paper defaults), ``offline`` (for the offline demo models: random blinks, 4 frames per
+call, short fit) and ``smoke`` (for the random smoke models: small blending resolution, short fit).
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ class RenderConfig:
     """Also keep every frame as PNG here (needed for --resume)."""
     resume: bool = False
     """Continue from the frames already in ``frames_dir``."""
+    preview_sheet: bool = False
+    """Also write a contact sheet (frames + an orbit of the identity) beside the video: ``NAME_sheet.png``."""
 
     def __post_init__(self) -> None:
         if self.expression not in ("audio", "driving"):
@@ -98,7 +100,16 @@ def _smoke() -> PipelineConfig:
     return cfg
 
 
-PRESETS = {"official": PipelineConfig, "smoke": _smoke}
+def _offline() -> PipelineConfig:
+    """For the offline demo models: their field renders in milliseconds, so frames go 4 per call; blinks on."""
+    cfg = PipelineConfig()
+    cfg.audio = AudioConfig(blink="random")
+    cfg.loop = LoopConfig(batch_size=4)
+    cfg.fit = FitConfig.preset("fast")
+    return cfg
+
+
+PRESETS = {"official": PipelineConfig, "smoke": _smoke, "offline": _offline}
 
 
 def get_config(name: str) -> PipelineConfig:

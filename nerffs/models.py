@@ -1,8 +1,13 @@
-"""Construction of the model set: seeded random "smoke" models, or the official files from the weights dir.
+"""Construction of the model set: the official files from the weights dir, the offline demo set, or seeded
+random "smoke" models.
 
-Smoke models have the real architectures (tiny where the architecture allows it) and seeded random weights,
-so the whole pipeline runs on a fresh machine without any download. Their output is labelled smoke
-everywhere (log, file metadata). Official weights are looked up through ``nerffs.weights``.
+* official: every network of the method, loaded through ``nerffs.weights``;
+* offline: built per photo from models that ship inside packages (``nerffs.offline``): what ``auto`` uses
+  when the official files are missing, so the main job shows the user's face without any download;
+* smoke: the real architectures (tiny where the architecture allows it) with seeded random weights, for fast
+  tests of the plumbing; the output is not a face.
+
+Every output says which set made it (log, file metadata, app banner).
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from nerffs.face3d.parsing import BiSeNet, ParsingConfig
 from nerffs.face3d.recon import Deep3DRegressor
 from nerffs.face3d.synthetic import synthetic_face_model
 from nerffs.lipaint.model import LipaintNet
+from nerffs.offline.models import OFFLINE, OfflineConfig, OfflineModels
+from nerffs.offline.speech import SpeechMotion
 from nerffs.talking.loop import TalkingModels
 from stylenerf import Generator
 from stylenerf.config import tiny_config
@@ -30,21 +37,47 @@ SMOKE = "smoke"
 
 @dataclass
 class ModelSet:
-    """All networks of the pipeline plus a label saying where their weights came from."""
+    """All networks of the pipeline plus a label saying where their weights came from.
 
-    talking: TalkingModels
-    audio2exp: Audio2Exp
+    ``talking`` holds the loop's networks when they are the same for every photo (official, smoke). A per-photo
+    source (offline) has ``talking = None`` and ``photo_models``, which builds them for each photo.
+    """
+
+    talking: TalkingModels | None
+    audio2exp: torch.nn.Module
+    """Audio2Exp (official, smoke) or the offline speech driver (``nerffs.offline.speech.SpeechMotion``)."""
     label: str
-    """'smoke' (seeded random weights) or 'official:<weights dir>'."""
+    """'smoke' (seeded random weights), 'offline' (built per photo) or 'official:<weights dir>'."""
+    photo_models: OfflineModels | None = None
 
     @property
     def is_smoke(self) -> bool:
         return self.label == SMOKE
 
+    @property
+    def source(self) -> str:
+        """'smoke', 'offline' or 'official' (also the name of the pipeline preset that suits the set)."""
+        return self.label if self.label in (SMOKE, OFFLINE) else "official"
+
+    @property
+    def resolution(self) -> int:
+        """Side of the generated images (and of the aligned photo)."""
+        if self.photo_models is not None:
+            return self.photo_models.resolution
+        return self.talking.generator.img_resolution
+
+    def describe(self) -> str:
+        """One line for logs, file metadata and the app banner."""
+        return {SMOKE: "smoke models (seeded random weights, the output is not a face)",
+                OFFLINE: "offline demo models (fitted to the photo from packaged models, not the official weights)"
+                }.get(self.label, f"official weights ({self.label.partition(':')[2]})")
+
     def to(self, device: torch.device | str) -> "ModelSet":
-        t = self.talking
-        for m in (t.generator, t.face_model, t.deep3d, t.parser, t.lipaint, self.audio2exp):
-            m.to(device)
+        self.audio2exp.to(device)
+        if self.talking is not None:
+            t = self.talking
+            for m in (t.generator, t.face_model, t.deep3d, t.parser, t.lipaint):
+                m.to(device)
         return self
 
 
@@ -99,3 +132,10 @@ def official_models(root: str | os.PathLike | None = None, generator: str = "sty
                             lipaint=_frozen(load_lipaint(path("lipaintnet"))))
     return ModelSet(talking=talking, audio2exp=_frozen(load_audio2exp(path("sadtalker"))),
                     label=f"official:{Path(weights.weights_dir(root))}")
+
+
+def offline_models(cfg: OfflineConfig | None = None) -> ModelSet:
+    """The offline demo set: no weights to download; each photo is fitted on first use (nerffs.offline)."""
+    log.info("using OFFLINE demo models: a radiance field fitted to each photo, phone-driven mouth motion "
+             "(mediapipe, pocketsphinx, dlib; no official weights)")
+    return ModelSet(talking=None, audio2exp=SpeechMotion(), label=OFFLINE, photo_models=OfflineModels(cfg))

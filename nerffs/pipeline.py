@@ -2,10 +2,11 @@
 
 ``TalkingHeadPipeline.__call__`` runs numbered steps over small helpers:
 
-1. check the inputs; 2. audio -> mel windows; 3. detect and align the face; 4. identity latent (PTI
-inversion or a sampled latent); 5. reference (frontal render, torso points, 3DMM fit, control points);
-6. Audio2Exp expression sequence; 7. camera path; 8. two-pass frame loop streamed into the video
-(optional paste-back, watermark, PNG frames).
+1. check the inputs; 2. audio -> waveform and mel windows; 3. detect and align the face; 4. identity: the
+photo's pose and latent (PTI inversion or a sampled latent), or, with the offline set, the models fitted to
+the photo; 5. reference (frontal render, torso points, 3DMM fit, control points); 6. expression sequence
+(Audio2Exp, the offline speech driver, or a driving clip); 7. camera path; 8. two-pass frame loop streamed
+into the video (optional paste-back, watermark, PNG frames).
 """
 from __future__ import annotations
 
@@ -22,15 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerffs.audio import Audio2Exp, audio_to_expression, load_audio, mel_windows
 from nerffs.config import PipelineConfig, get_config
-from nerffs.errors import InputError
-from nerffs.models import SMOKE, ModelSet, official_models, smoke_models
+from nerffs.errors import InputError, WeightsMissingError
+from nerffs.models import OFFLINE, SMOKE, ModelSet, offline_models, official_models, smoke_models
 from nerffs.preprocess.align import AlignConfig, AlignedFace, align_face, paste_back
 from nerffs.preprocess.image import ImageSource, load_image, to_tensor
 from nerffs.preprocess.landmarks import DlibLandmarks
+from nerffs.render.sheet import SheetConfig, contact_sheet, sheet_path, write_contact_sheet
+from nerffs.render.views import render_views
 from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
 from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
-from stylenerf import Generator
+from stylenerf.camera import frontal_camera
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,18 @@ class TalkingHeadOutput:
     cams: torch.Tensor
     ws: torch.Tensor
     weights: str
+    """The model set: 'official:<dir>', 'offline' or 'smoke'."""
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Speech:
+    """The audio of one call: wave [L] float32 at the config's sample rate, mel windows [T, 80, 16] and the
+    words spoken when known (the offline driver force-aligns them)."""
+
+    wave: np.ndarray
+    mel: np.ndarray
+    transcript: str | None = None
 
 
 class TalkingHeadPipeline:
@@ -57,7 +72,7 @@ class TalkingHeadPipeline:
 
     def __init__(self, models: ModelSet, config: PipelineConfig | None = None, device: str | torch.device = "cpu"):
         self.models = models.to(device)
-        self.config = config or get_config(SMOKE if models.is_smoke else "official")
+        self.config = config or get_config(models.source)
         self.device = torch.device(device)
         self._detector: DlibLandmarks | None = None
         self._weights_id: str | None = None
@@ -67,19 +82,20 @@ class TalkingHeadPipeline:
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = SMOKE, *, device: str | torch.device = "cpu",
                         config: PipelineConfig | None = None, seed: int = 0) -> "TalkingHeadPipeline":
-        """``"smoke"``: seeded random models; ``"auto"``: the official files in the default weights directory
-        when all are present, else smoke (with a warning naming what is missing); anything else: a weights
-        directory that must hold the official files."""
+        """``"smoke"``: seeded random models; ``"offline"``: the offline demo set (fitted to each photo, no
+        download); ``"auto"``: the official files in the default weights directory when all are present, else
+        the offline set (with a warning naming what is missing); anything else: a weights directory that must
+        hold the official files."""
         if str(source) == SMOKE:
             return cls(smoke_models(seed), config, device)
+        if str(source) == OFFLINE:
+            return cls(offline_models(), config, device)
         if str(source) == "auto":
-            from nerffs.errors import WeightsMissingError
-
             try:
                 return cls(official_models(None), config, device)
             except WeightsMissingError as exc:
-                log.warning("%s; falling back to SMOKE models", exc)
-                return cls(smoke_models(seed), config, device)
+                log.warning("%s; using the OFFLINE demo models instead", exc)
+                return cls(offline_models(), config, device)
         return cls(official_models(source), config, device)
 
     @property
@@ -113,7 +129,7 @@ class TalkingHeadPipeline:
     def align(self, image: ImageSource) -> tuple[np.ndarray, AlignedFace]:
         """Step 3: load the photo, find the largest face, align it to the generator resolution (cached)."""
         rgb = load_image(image)
-        size = self.models.talking.generator.img_resolution
+        size = self.models.resolution
         cfg = AlignConfig(output_size=size, min_face_size=min(128.0, size))
         cache, key = self._cache(), content_key("align", rgb, cfg, self.detector.config)
         aligned = cache.load_aligned(key) if cache else None
@@ -162,16 +178,29 @@ class TalkingHeadPipeline:
 
     def _fingerprint(self) -> str:
         """Identifies every model the per-face results depend on (computed once per pipeline)."""
+        if self._weights_id is None and self.models.photo_models is not None:
+            self._weights_id = content_key(self.models.label, self.models.photo_models.fingerprint())
         if self._weights_id is None:
             t = self.models.talking
             self._weights_id = content_key(self.models.label, *[weights_fingerprint(m) for m in
                                                                 (t.generator, t.deep3d, t.parser, t.face_model)])
         return self._weights_id
 
-    def identity(self, aligned: AlignedFace, cam: torch.Tensor, seed: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, Generator]:
-        """Step 4: ws [1, num_ws, w_dim], bg latent [1, z_bg] and the generator to render them with (PTI
-        inversion tunes a copy; the pipeline's own generator is never modified), or a seeded latent."""
+    def identity(self, aligned: AlignedFace, seed: int) -> tuple[torch.Tensor, torch.Tensor, TalkingModels, torch.Tensor]:
+        """Step 4: ws [1, num_ws, w_dim], bg latent [1, z_bg], the networks to render them with and the photo's
+        camera [1, 4, 4].
+
+        Official / smoke: the photo's pose from Deep3D, then PTI inversion (it tunes a copy; the pipeline's own
+        generator is never modified) or a seeded latent. Offline: the models fitted to the photo, whose
+        frontal view is the photo itself (so its camera is the frontal one).
+        """
+        if self.models.photo_models is not None:
+            talking = self.models.photo_models.personalise(aligned, self._cache(), self.device)
+            g = talking.generator
+            log.info("identity: offline portrait field fitted to the photo")
+            return (torch.zeros(1, g.num_ws, g.w_dim, device=self.device),
+                    torch.zeros(1, g.cfg.nerf.z_dim_bg, device=self.device), talking, frontal_camera(1, self.device))
+        cam = self.input_pose(aligned)
         cfg, g = self.config.identity, self.models.talking.generator
         rng = torch.Generator().manual_seed(seed)
         if self._use_pti():
@@ -183,40 +212,54 @@ class TalkingHeadPipeline:
                             base_weights_id=self._fingerprint(), rng=rng, show_progress=self._show_progress)
             log.info("identity: PTI inversion (%s preset%s)", cfg.inversion_preset,
                      ", from cache" if result.from_cache else "")
-            return result.ws, result.bg_latent, result.apply(g)
+            return result.ws, result.bg_latent, dataclasses.replace(self.models.talking, generator=result.apply(g)), cam
         log.info("identity: sampled latent (seed %d, psi %.2f) - the 'from z' mode", seed, cfg.truncation_psi)
         with torch.inference_mode():
             z = torch.randn(1, g.z_dim, generator=rng).to(self.device)
             ws = g.mapping(z, truncation_psi=cfg.truncation_psi)
-        return ws, torch.randn(1, g.cfg.nerf.z_dim_bg, generator=rng).to(self.device), g
+        bg = torch.randn(1, g.cfg.nerf.z_dim_bg, generator=rng).to(self.device)
+        return ws, bg, dataclasses.replace(self.models.talking, generator=g), cam
 
-    def audio_features(self, audio: str | os.PathLike) -> np.ndarray:
-        """Step 2: audio file -> mel windows [T, 80, 16] (early, so a bad file fails before any rendering)."""
-        from nerffs.audio import load_audio, mel_windows
+    def speech(self, audio: str | os.PathLike, transcript: str | None = None) -> Speech:
+        """Step 2: audio file -> waveform and mel windows [T, 80, 16] (early, so a bad file fails before any
+        rendering)."""
+        wave = load_audio(audio, self.config.audio)
+        return Speech(wave=wave, mel=mel_windows(wave, self.config.audio), transcript=transcript)
 
-        return mel_windows(load_audio(audio, self.config.audio), self.config.audio)
-
-    def expressions(self, mel: np.ndarray | None, ref: Reference, driving) -> torch.Tensor:
-        """Step 6: exp [T, 64]: Audio2Exp from the reference expression (momentum a_m, scale l_exp), or the
-        driving frames' own Deep3D expressions (video-driven mode, as the official video script)."""
+    def expressions(self, speech: Speech | None, ref: Reference, driving, seed: int) -> torch.Tensor:
+        """Step 6: exp [T, 64]: Audio2Exp from the reference expression (momentum a_m, scale l_exp), the
+        offline speech driver (phones -> visemes, same options), or the driving frames' own expressions
+        (video-driven mode, as the official video script). Random blinks are drawn from ``seed``."""
         if self.config.render.expression == "driving":
             return driving.exp.to(self.device)
-        from nerffs.audio import audio_to_expression
-
-        exp = audio_to_expression(self.models.audio2exp, mel, ref.coeffs.exp[0], self.config.audio)
+        rng = torch.Generator().manual_seed(seed)
+        driver, cfg = self.models.audio2exp, self.config.audio
+        if isinstance(driver, Audio2Exp):
+            exp = audio_to_expression(driver, speech.mel, ref.coeffs.exp[0], cfg, generator=rng)
+        else:
+            exp = driver.expressions(speech.wave, len(speech.mel), cfg, transcript=speech.transcript, generator=rng)
         return exp.to(self.device)
 
-    def driving_sequence(self):
-        """Pose and expression of every driving frame (None unless the camera spec is 'driving:PATH')."""
+    def driving_clip(self):
+        """The driving frames (None unless the camera spec is 'driving:PATH'), read early so a bad clip fails
+        before any model work."""
         from nerffs.render.cameras import CameraSpec
 
         spec = CameraSpec.parse(self.config.render.camera)
         if spec.mode != "driving":
             return None
-        from nerffs.driving import driving_fps, estimate_driving, read_driving_frames
+        from nerffs.driving import driving_fps, read_driving_frames
 
-        return estimate_driving(read_driving_frames(spec.driving), self.detector, self.models.talking.deep3d,
-                                fps=driving_fps(spec.driving))
+        return read_driving_frames(spec.driving), driving_fps(spec.driving)
+
+    def driving_sequence(self, clip, talking: TalkingModels):
+        """Pose and expression of every driving frame, estimated with the call's face regressor."""
+        if clip is None:
+            return None
+        from nerffs.driving import estimate_driving
+
+        frames, fps = clip
+        return estimate_driving(frames, self.detector, talking.deep3d, fps=fps)
 
     def input_pose(self, aligned: AlignedFace) -> torch.Tensor:
         """The photo's camera: Deep3D head pose of the aligned photo -> cam2world [1, 4, 4] (spec 3.5)."""
@@ -264,7 +307,7 @@ class TalkingHeadPipeline:
 
     # ---- the whole run ---------------------------------------------------------------------------
     def __call__(self, image: ImageSource, audio: str | os.PathLike | None, output: str | os.PathLike, *, seed: int = 0,
-                 show_progress: bool = True, **options) -> TalkingHeadOutput:
+                 show_progress: bool = True, transcript: str | None = None, **options) -> TalkingHeadOutput:
         """Make a talking-head video.
 
         Args:
@@ -273,6 +316,8 @@ class TalkingHeadPipeline:
             output: destination .mp4 (written atomically).
             seed: seed of every random choice (sampled identity, blink).
             show_progress: progress bars.
+            transcript: the words spoken in ``audio``, when known (the offline models align them to the audio
+                for exact mouth shapes; the official Audio2Exp does not use them).
             **options: flat overrides of ``PipelineConfig`` fields (e.g. ``exp_scale=1.2``, ``camera='orbit'``).
         """
         with self._lock:  # calls are serialised: per-call options are installed on the object for the call
@@ -280,12 +325,12 @@ class TalkingHeadPipeline:
             self.config = saved.replace(**options) if options else saved
             self._show_progress = show_progress
             try:
-                return self._run(image, audio, output, seed, show_progress)
+                return self._run(image, audio, output, seed, show_progress, transcript)
             finally:
                 self.config = saved
 
     def _run(self, image: ImageSource, audio: str | os.PathLike | None, output: str | os.PathLike, seed: int,
-             show_progress: bool) -> TalkingHeadOutput:
+             show_progress: bool, transcript: str | None) -> TalkingHeadOutput:
         from nerffs.render.video import write_video
 
         t: dict[str, float] = {}
@@ -297,31 +342,58 @@ class TalkingHeadPipeline:
             t[name], clock = now - clock, now
 
         self.check_inputs(image, audio, output)                                     # 1
-        mel = None if audio is None or self.config.render.expression == "driving" else self.audio_features(audio)  # 2
-        driving = self.driving_sequence()
+        video_driven = self.config.render.expression == "driving"
+        speech = None if audio is None or video_driven else self.speech(audio, transcript)  # 2
+        clip = self.driving_clip()
         photo, aligned = self.align(image)                                          # 3
         lap("load_align")
-        base_cam = self.input_pose(aligned)
-        ws, bg, g = self.identity(aligned, base_cam, seed)                          # 4
-        talking = dataclasses.replace(self.models.talking, generator=g)
+        ws, bg, talking, base_cam = self.identity(aligned, seed)                    # 4
+        driving = self.driving_sequence(clip, talking)
         lap("identity")
         ref = self.reference(talking, photo, ws, bg, seed, show_progress)           # 5
         lap("reference")
-        exp = self.expressions(mel, ref, driving)                                   # 6
+        exp = self.expressions(speech, ref, driving, seed)                          # 6
         lap("audio2exp")
         cams = self.cameras(base_cam, exp.shape[0], driving)                        # 7
         frames = self.frames(talking, ref, exp, cams, photo, aligned, show_progress)  # 8
+        sheet_cfg, kept = SheetConfig(), {}
+        if self.config.render.preview_sheet:
+            frames = _keep(frames, sheet_cfg.frame_indices(exp.shape[0]), kept)
         path = write_video(frames, output, fps=self.config.audio.fps, audio_path=audio,
                            quality=self.config.render.quality, metadata=self._provenance())
         lap("render")
-        log.info("wrote %s (%d frames, %s weights) in %.1f s", path, exp.shape[0], self.models.label, sum(t.values()))
+        if self.config.render.preview_sheet:
+            self._write_sheet(path, kept, talking, ws, bg, sheet_cfg)
+        log.info("wrote %s (%d frames, %s) in %.1f s", path, exp.shape[0], self.models.describe(), sum(t.values()))
         return TalkingHeadOutput(video=path, num_frames=int(exp.shape[0]), fps=self.config.audio.fps, exp=exp,
                                  cams=cams, ws=ws, weights=self.models.label, timings=t)
+
+    def _write_sheet(self, video: Path, kept: dict[int, np.ndarray], talking: TalkingModels, ws: torch.Tensor,
+                     bg: torch.Tensor, cfg: SheetConfig) -> Path:
+        """The contact sheet beside the video: the kept frames, then the identity from ``cfg``'s orbit row."""
+        views = list(render_views(talking.generator, ws, cfg.cameras(self.device), bg, show_progress=False))
+        sheet = contact_sheet([kept[i] for i in sorted(kept)], views,
+                              f"nerffs - {self.models.describe()} - frames of {video.name}, then yaw "
+                              f"{-cfg.max_yaw:+.2f}..{cfg.max_yaw:+.2f} rad", cfg,
+                              frame_labels=[f"frame {i}" for i in sorted(kept)],
+                              view_labels=[f"yaw {y:+.2f}" for y in cfg.yaws()])
+        path = write_contact_sheet(sheet_path(video), sheet)
+        log.info("wrote the contact sheet %s", path)
+        return path
 
     def _fit_config(self, show_progress: bool):
         return dataclasses.replace(self.config.fit, show_progress=show_progress)
 
     def _provenance(self) -> dict[str, str]:
-        kind = "smoke weights (random, not a face)" if self.models.is_smoke else "official weights"
-        return {"comment": f"synthetic content: talking head generated by nerffs (NeRFFaceSpeech), {kind}",
+        return {"comment": f"synthetic content: talking head generated by nerffs (NeRFFaceSpeech), "
+                           f"{self.models.describe()}",
                 "title": "nerffs synthetic talking head"}
+
+
+def _keep(frames: Iterator[np.ndarray], indices: list[int], into: dict[int, np.ndarray]) -> Iterator[np.ndarray]:
+    """Pass frames through, keeping copies of those at ``indices`` in ``into``."""
+    wanted = set(indices)
+    for i, frame in enumerate(frames):
+        if i in wanted:
+            into[i] = np.array(frame)
+        yield frame

@@ -7,6 +7,8 @@ Suites:
     face3d      Deep3D regression (random weights) and the 3DMM landmark fit (synthetic official-size model)
     inversion   PTI projection and tuning steps per second at ffhq512 (random generator and LPIPS trunks)
     talking     frame loop fps (ours vs naive 3-pass) at smoke and --presets, peak memory 6 s vs 60 s of audio
+    offline     the offline demo models on real photos: dlib-ID, face detection (video and orbit), lip-sync
+                proxy, silence closure, first-run / cached-rerun time and peak memory of scripts.talk
 
 Examples:
     python -m scripts.benchmark --suite generator --presets ffhq512,ffhq1024
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion")
+SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion", "offline")
 
 
 def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, repeats: int) -> dict:

@@ -1,15 +1,20 @@
 """Make a talking-head video from one portrait photo and one speech recording.
 
 Examples:
-    python -m scripts.talk photo.jpg speech.wav --out talk.mp4                 # official weights if present, else smoke
+    python -m scripts.talk photo.jpg speech.wav --out talk.mp4          # official weights if present, else offline
     python -m scripts.talk photo.jpg speech.m4a --out talk.mp4 --camera orbit:yaw=0.4,pitch=0.1,period=4
-    python -m scripts.talk photo.jpg speech.wav --out talk.mp4 --weights smoke --watermark
-    python -m scripts.talk --example --out outputs/talking_head.mp4             # astronaut + espeak-ng speech
+    python -m scripts.talk photo.jpg speech.wav --out talk.mp4 --transcript "what is said" --preview-sheet
+    python -m scripts.talk photo.jpg speech.wav --out talk.mp4 --models smoke --watermark
+    python -m scripts.talk --example --out outputs/talking_head.mp4      # astronaut + espeak-ng speech
 
 Camera specs: input (default) | fixed:yaw=0.3,pitch=-0.1 | orbit:yaw=..,pitch=..,period=.. |
 keyframes:T:YAW:PITCH;T:YAW:PITCH.. | driving:FOLDER_OR_VIDEO. Angles in radians (or add 'deg').
-Without official weights (see `python -m scripts.download_weights --check`) the run uses seeded random
-"smoke" models: the video proves the pipeline runs but shows no face, and says so in its metadata.
+
+Model sets (--models): auto (default) uses the official weights when all are present (see
+`python -m scripts.download_weights --check`), else the offline demo models; offline = a radiance field fitted
+to the photo with phone-driven mouth motion, built from packaged models only (no download); smoke = seeded
+random networks (proves the plumbing, shows no face); or a weights directory. The log and the video's metadata
+say which set made the video.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ OPTION_FIELDS = {"camera": "camera", "exp_scale": "exp_scale", "momentum": "ref_
                  "mask_window": "mask_window", "blink": "blink", "deform": "deform_mode", "batch": "batch_size",
                  "paste_back": "paste_back", "watermark": "watermark", "frames_dir": "frames_dir",
                  "resume": "resume", "identity": "source", "trunc": "truncation_psi",
-                 "expression": "expression"}
+                 "expression": "expression", "preview_sheet": "preview_sheet"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", action="store_true",
                    help="use the bundled example inputs: the public-domain astronaut photo and espeak-ng speech")
     p.add_argument("--out", type=Path, required=True, help="output .mp4 (written atomically)")
-    p.add_argument("--weights", default="auto", help="'auto' (default), 'smoke', or a weights directory")
+    p.add_argument("--models", "--weights", dest="weights", default="auto", metavar="SET",
+                   help="model set: 'auto' (default: official if complete, else offline), 'offline', 'smoke', or a "
+                        "weights directory")
+    p.add_argument("--transcript", default=None,
+                   help="the words spoken in AUDIO, when known (the offline models align them to the audio)")
+    p.add_argument("--preview-sheet", action="store_true", default=None,
+                   help="also write NAME_sheet.png beside the video: frames plus an orbit of the identity")
     p.add_argument("--camera", default=None, help="camera spec (see above); default 'input'")
     p.add_argument("--exp-scale", type=float, default=None, help="expression scale l_exp (paper 1.5)")
     p.add_argument("--momentum", type=float, default=None, help="expression momentum a_m (paper 0.5)")
     p.add_argument("--mask-window", type=int, default=None, help="mouth-mask averaging window n (paper 7)")
-    p.add_argument("--blink", choices=["none", "random"], default=None, help="eye-blink input (default none)")
+    p.add_argument("--blink", choices=["none", "random"], default=None,
+                   help="eye blinks (default: none with official weights, as NFS; random with the offline models)")
     p.add_argument("--deform", choices=["world", "official"], default=None,
                    help="sample matching: world (view-consistent, default) or official (frontal index reuse)")
     p.add_argument("--expression", choices=["audio", "driving"], default=None,
@@ -76,14 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         from nerffs.pipeline import TalkingHeadPipeline
 
         if ns.example:
-            from nerffs.examples import example_photo, example_speech
+            from nerffs.examples import EXAMPLE_TEXT, example_photo, example_speech
 
             ns.image = example_photo()
             ns.audio = example_speech(ns.out.with_name(ns.out.stem + "_speech.wav"))
+            ns.transcript = ns.transcript or EXAMPLE_TEXT
         if ns.audio is not None and str(ns.audio) == "-":
             ns.audio = None
         pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed)
-        out = pipe(ns.image, ns.audio, ns.out, seed=ns.seed, show_progress=not ns.quiet, **options)
+        out = pipe(ns.image, ns.audio, ns.out, seed=ns.seed, show_progress=not ns.quiet, transcript=ns.transcript,
+                   **options)
     except Exception as exc:  # one line for the user, no stack trace
         from nerffs.utils.cli import error_line
 
