@@ -134,7 +134,8 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                     text = gr.Textbox(label="Text to speech (espeak-ng)", placeholder="Hi there.", scale=3,
                                       elem_id="tts-text")
                     speak = gr.Button("Speak", scale=1, elem_id="tts-button")
-                spoken = gr.State("")  # the text of the speech made by Speak (its transcript), until replaced
+                # The words of the speech when known: set by Speak, cleared when other audio arrives (API: transcript).
+                spoken = gr.Textbox(value="", visible=False, label="Transcript", elem_id="transcript")
                 driving = gr.Video(label="Driving video (optional: head pose, or expressions too)",
                                    sources=["upload"], elem_id="driving")
                 examples = [[str(example_photo())] + ([str(example_audio)] if example_audio else [])]

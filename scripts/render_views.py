@@ -5,9 +5,12 @@ Examples:
     python -m scripts.render_views --weights ffhq_512.pkl --seed 3 --trunc 0.7 --out views.mp4
     python -m scripts.render_views --weights ffhq_512.pkl --frames 8 --stills stills/ --out views.mp4
     python -m scripts.render_views --talking photo.jpg speech.wav --out talk_orbit.mp4   # a talking orbit
+    python -m scripts.render_views --image photo.jpg --out photo_orbit.mp4               # orbit of a photo
 
 --talking runs the talking-head pipeline (scripts.talk) with an orbiting camera; --camera takes any
-camera spec of scripts.talk (e.g. keyframes) instead of the default orbit.
+camera spec of scripts.talk (e.g. keyframes) instead of the default orbit. --image renders the identity of a
+photo (the pipeline's identity step: the offline fit, or PTI / a sampled latent with official weights).
+Both use --models (auto: official weights if complete, else the offline demo models).
 """
 from __future__ import annotations
 
@@ -74,6 +77,23 @@ def _also_save_stills(frames, directory: Path):
         yield frame
 
 
+def photo_orbit(image: Path, out: Path, models: str, frames: int, fps: float, seed: int,
+                stills: Path | None = None) -> Path:
+    """The identity the pipeline makes of ``image`` (cached per face), seen from one orbit of cameras."""
+    from nerffs.pipeline import TalkingHeadPipeline
+    from nerffs.render.video import write_video
+    from nerffs.render.views import OrbitConfig, orbit_cameras, render_views
+
+    pipe = TalkingHeadPipeline.from_pretrained(models, seed=seed)
+    _, aligned = pipe.align(image)
+    ws, bg, talking, _ = pipe.identity(aligned, seed)
+    orbit = OrbitConfig(num_frames=frames, fps=fps)
+    views = render_views(talking.generator, ws, orbit_cameras(orbit, device=ws.device), bg)
+    if stills is not None:
+        views = _also_save_stills(views, stills)
+    return write_video(views, out, fps=fps, metadata={"comment": f"nerffs novel views, {pipe.models.describe()}"})
+
+
 def talking_orbit(image: Path, audio: Path, out: Path, weights: str, camera: str, seed: int) -> Path:
     """The talking-head pipeline with a moving camera (default: one orbit every 4 s)."""
     from nerffs.pipeline import TalkingHeadPipeline
@@ -100,18 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="render a talking head from IMAGE and AUDIO with a moving camera instead")
     p.add_argument("--camera", default="orbit:yaw=0.35,pitch=0.12,period=4",
                    help="camera spec for --talking (see python -m scripts.talk --help)")
+    p.add_argument("--image", type=Path, default=None, help="render the identity of this photo instead")
+    p.add_argument("--models", default=None, metavar="SET",
+                   help="model set for --talking / --image: auto (default), offline, smoke or a weights directory")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    talking, camera = ns.talking, ns.camera
-    del ns.talking, ns.camera
+    talking, camera, image, models = ns.talking, ns.camera, ns.image, ns.models
+    del ns.talking, ns.camera, ns.image, ns.models
+    models = models or (str(ns.weights) if ns.weights is not None else "auto")
     try:
         if talking is not None:
-            weights = str(ns.weights) if ns.weights is not None else "auto"
-            path = talking_orbit(talking[0], talking[1], ns.out, weights, camera, ns.seed)
+            path = talking_orbit(talking[0], talking[1], ns.out, models, camera, ns.seed)
+        elif image is not None:
+            path = photo_orbit(image, ns.out, models, ns.frames, ns.fps, ns.seed, ns.stills)
         else:
             path = render_views_to_file(RenderViewsArgs(**vars(ns)))
     except Exception as exc:  # one line for the user, no stack trace

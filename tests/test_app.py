@@ -150,6 +150,16 @@ def test_build_demo_without_launching(gradio_env, smoke_pipeline):
     names = {fn.api_name for fn in demo.fns.values()}
     assert {"preview", "generate"} <= names
     assert "SMOKE" in str(demo.config)  # the banner says which weights run
+    params = [p["parameter_name"] for p in demo.get_api_info()["named_endpoints"]["/generate"]["parameters"]]
+    assert params[:2] == ["photo", "audio"] and params[-1] == "transcript"  # the words, for alignment
+
+
+def test_banner_names_the_offline_models(gradio_env):
+    import app
+    from nerffs.pipeline import TalkingHeadPipeline
+
+    demo = app.build_demo(TalkingHeadPipeline.from_pretrained("offline"))
+    assert "OFFLINE demo models in use" in str(demo.config) and "512x512" in str(demo.config)
 
 
 # ---- served on 127.0.0.1 --------------------------------------------------------------------------------

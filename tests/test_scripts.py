@@ -56,3 +56,42 @@ def test_render_views_stills_and_talking_orbit(tmp_path):
 
     frames, _ = read_video(tmp_path / "t.mp4")
     assert frames.shape[0] > 5 and np.any(frames[0] != frames[-1])
+
+
+def test_talk_flags_reach_the_pipeline_options():
+    from scripts import talk
+
+    ns = talk.build_parser().parse_args(["p.jpg", "a.wav", "--out", "o.mp4", "--models", "offline", "--momentum",
+                                         "0.3", "--transcript", "hi there", "--preview-sheet", "--deform", "official"])
+    assert (ns.weights, ns.transcript) == ("offline", "hi there")
+    options = {field: getattr(ns, flag) for flag, field in talk.OPTION_FIELDS.items() if getattr(ns, flag) is not None}
+    assert options == {"ref_momentum": 0.3, "preview_sheet": True, "deform_mode": "official"}
+    from nerffs.config import get_config
+
+    cfg = get_config("offline").replace(**options)  # every mapped name is a real config field
+    assert (cfg.audio.ref_momentum, cfg.render.preview_sheet, cfg.loop.deform_mode) == (0.3, True, "official")
+    assert talk.build_parser().parse_args(["--example", "--out", "o.mp4", "--weights", "smoke"]).weights == "smoke"
+
+
+@pytest.mark.slow
+def test_render_views_orbit_of_a_photo_with_the_offline_models(tmp_path):
+    """The orbit of a photo's fitted identity shows a face from every angle (dlib HOG)."""
+    from nerffs.examples import example_photo
+    from nerffs.errors import NoFaceError
+    from nerffs.preprocess.landmarks import DlibLandmarks
+    from nerffs.render.video import read_metadata, read_video
+
+    out = tmp_path / "orbit.mp4"
+    res = _run("scripts.render_views", "--image", str(example_photo()), "--models", "offline", "--frames", "8",
+               "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    frames, _ = read_video(out)
+    detector, found = DlibLandmarks().load(), 0
+    for frame in frames:
+        try:
+            detector.detect(frame)
+            found += 1
+        except NoFaceError:
+            pass
+    assert frames.shape == (8, 512, 512, 3) and found == 8 and np.any(frames[0] != frames[2])
+    assert "offline demo models" in read_metadata(out)["comment"]
