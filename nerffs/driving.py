@@ -30,6 +30,7 @@ from nerffs.preprocess.align import AlignConfig, TinyFaceError, align_face
 from nerffs.preprocess.image import load_image
 from nerffs.preprocess.landmarks import LandmarkDetector
 from nerffs.utils.logging import get_logger, progress
+from nerffs.utils.modules import module_device
 
 logger = get_logger(__name__)
 
@@ -214,9 +215,9 @@ def _aligned_crop(frame: np.ndarray, detector: LandmarkDetector, cfg: AlignConfi
 
 def _regress(regressor: Deep3DRegressor, crops: list[np.ndarray]) -> torch.Tensor:
     """Deep3D coefficients [B, 257] of aligned uint8 crops."""
-    param = next(regressor.parameters())
-    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(param.device)  # [B, 3, S, S] uint8
-    image = preprocess_rgb_image(batch, size=regressor.config.input_size).to(param.dtype)
+    device, dtype = module_device(regressor)
+    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(device)  # [B, 3, S, S] uint8
+    image = preprocess_rgb_image(batch, size=regressor.config.input_size).to(dtype)
     with torch.no_grad():
         return regressor(image).float().cpu()
 

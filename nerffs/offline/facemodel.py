@@ -16,6 +16,8 @@ the input pose, the reference fit and driving frames.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -115,6 +117,13 @@ def portrait_face_model(portrait: Portrait, landmarks: np.ndarray, subdivisions:
     return ParametricFaceModel(data, FaceModelConfig(recenter=False))
 
 
+@dataclass(frozen=True)
+class RegressorInput:
+    """What the regressor is fed (the Deep3D contract: [B, 3, 224, 224] RGB in [0, 1])."""
+
+    input_size: int = 224
+
+
 class LandmarkRegressor(nn.Module):
     """Deep3D stand-in: ``predict(image [B, 3, 224, 224] in [0, 1]) -> FaceCoeffs`` of ``face_model``.
 
@@ -124,6 +133,7 @@ class LandmarkRegressor(nn.Module):
     def __init__(self, face_model: ParametricFaceModel, detector: LandmarkDetector | None = None,
                  fit: FitConfig | None = None) -> None:
         super().__init__()
+        self.config = RegressorInput()
         self.face_model = face_model
         self.detector = detector or DlibLandmarks()
         self.fit = fit or FitConfig(rigid_iters=150, nonrigid_iters=100, show_progress=False)

@@ -37,6 +37,7 @@ from nerffs.preprocess.image import from_tensor
 from nerffs.talking.blend import blend_features
 from nerffs.talking.controls import ControlPoints, torso_control_points
 from nerffs.utils.logging import progress
+from nerffs.utils.modules import module_device
 from stylenerf import Generator, SampleDepths
 from stylenerf.camera import frontal_camera
 
@@ -177,7 +178,7 @@ def auto_batch_size(g: Generator, fraction: float = 0.25, cap: int = 16) -> int:
     On CPU, batching full-size models does not pay (measured on 2 cores at ffhq512: 1.66 s/frame with 1 frame
     per call, 1.80 s with 4), so CPU batches only small models, where per-call overhead dominates.
     """
-    device = next(g.parameters()).device
+    device, _ = module_device(g)
     per_frame = estimate_frame_bytes(g)
     if device.type == "cpu" and per_frame > 64 * 2**20:
         return 1

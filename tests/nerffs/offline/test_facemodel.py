@@ -60,3 +60,19 @@ def test_regressor_recovers_a_known_pose(personal):
     base = eyes[0][0] - eyes[0][1]
     for found, true in eyes[1:]:
         assert float((found - base - true).norm()) < 0.06
+
+
+def test_driving_frames_are_read_with_the_landmark_regressor(personal):
+    """Video-driven mode with the offline models: poses of frames rendered at yaw -0.2 / 0 / +0.2 come back
+    in that order (estimate_driving works with a regressor that has no parameters)."""
+    from nerffs.driving import estimate_driving
+    from nerffs.preprocess.image import from_tensor
+    from nerffs.preprocess.landmarks import DlibLandmarks
+
+    g = personal.generator
+    cams = camera_from_angles(torch.tensor([-0.2, 0.0, 0.2]), math.pi / 2)
+    with torch.inference_mode():
+        imgs = g.synthesis(g.mapping(torch.zeros(3, g.z_dim)), cams, bg_latent=torch.zeros(3, 4), freeze_bg=True).img
+    seq = estimate_driving(list(from_tensor(imgs)), DlibLandmarks(), personal.deep3d, show_progress=False)
+    yaw = seq.angles[:, 1]  # Deep3D yaw is minus the camera's azimuth
+    assert float(yaw[0]) > float(yaw[1]) + 0.1 and float(yaw[1]) > float(yaw[2]) + 0.1
