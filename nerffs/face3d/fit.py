@@ -1,4 +1,4 @@
-"""3DMM fitting refinement on 68 landmarks (spec-pipeline.md 4, 3DMM-Fitting-Pytorch as used by NeRFFaceSpeech).
+"""3DMM fitting refinement: landmarks, then photometric (spec-pipeline.md 4, 3DMM-Fitting-Pytorch as used by NFS).
 
 Two Adam stages on the BFM09 model of :mod:`nerffs.face3d.bfm` (same camera, rotation and SH conventions as Deep3D,
 spec 4 "Conclusion"):
@@ -9,8 +9,13 @@ spec 4 "Conclusion"):
    ``+ w_tex |tex|^2 + w_refl L_refl + w_photo L_photo``.
 
 ``L_lm`` is the weighted squared landmark distance in units of the image size (weights 10 on the nose points
-28:31 and the mouth 48:68, 1 elsewhere, normalised to sum 1). Unlike the official script, which starts every
-coefficient at zero, the fit starts from given (Deep3D) coefficients. Without a renderer the texture terms have no
+28:31 and the mouth 48:68, 1 elsewhere, normalised to sum 1). ``L_photo`` is the mean RGB distance between the
+render and the image over the rendered (detached) mask, ``L_refl`` the variance of the skin albedo.
+:func:`fit_photometric` runs both stages with the pure-PyTorch :class:`~nerffs.face3d.render.MeshRenderer` (the
+official fit's pytorch3d render, spec 4); :func:`fit_landmarks` takes any :class:`FaceRenderer`, or none.
+
+Unlike the official script, which starts every coefficient at zero, the fit starts from given (Deep3D)
+coefficients (pass ``FaceCoeffs.zeros`` for the official start). Without a renderer the texture terms have no
 data term, so ``tex`` and ``gamma`` are kept at their initial values instead of being shrunk by the priors.
 """
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from nerffs.errors import InputError
 from nerffs.face3d.bfm import NUM_KEYPOINTS, ParametricFaceModel, to_image_rows
 from nerffs.face3d.coeffs import LAYOUT, FaceCoeffs
+from nerffs.face3d.render import MeshRenderer, MeshRendererConfig
 from nerffs.utils.logging import progress
 
 logger = logging.getLogger(__name__)
@@ -114,6 +120,8 @@ class FitResult:
             (``bfm.to_image_rows(landmarks, cfg.row_offset)`` gives image coordinates like the target).
         landmark_error: [B] mean Euclidean landmark distance to the target in pixels.
         losses: final value of every loss term (``'lm'``, ``'id'``, ``'exp'``, ..., ``'total'``).
+        history: per stage (``'rigid'``, ``'nonrigid'``), every loss term's value at each iteration, taken
+            before that iteration's Adam step (an empty dict for a stage run with 0 iterations).
     """
 
     coeffs: FaceCoeffs
@@ -121,6 +129,7 @@ class FitResult:
     landmarks: torch.Tensor
     landmark_error: torch.Tensor
     losses: dict[str, float] = field(default_factory=dict)
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def landmark_weights(emphasis: float = 10.0, device: torch.device | str | None = None) -> torch.Tensor:
@@ -185,15 +194,20 @@ def _check_fit_inputs(init: FaceCoeffs, target_lmk: torch.Tensor, renderer: Face
 
 
 def _run_stage(params: list[torch.Tensor], lr: float, iters: int, terms_fn: Callable[[], dict[str, torch.Tensor]],
-               desc: str, show: bool) -> None:
-    """``iters`` Adam steps on ``params`` minimising ``terms_fn()['total']``."""
+               desc: str, show: bool) -> dict[str, list[float]]:
+    """``iters`` Adam steps on ``params`` minimising ``terms_fn()['total']``; returns every term's values."""
+    history: dict[str, list[float]] = {}
     if iters <= 0:
-        return
+        return history
     opt = torch.optim.Adam(params, lr=lr)
     for _ in progress(range(iters), desc=desc, total=iters, enabled=show):
         opt.zero_grad(set_to_none=True)
-        terms_fn()["total"].backward()
+        terms = terms_fn()
+        terms["total"].backward()
         opt.step()
+        for name, value in terms.items():
+            history.setdefault(name, []).append(float(value.detach()))
+    return history
 
 
 class _Objective:
@@ -231,6 +245,9 @@ class _Objective:
     def _render_terms(self) -> dict[str, torch.Tensor]:
         geo = self.model(self.p, with_color=True)
         rgb, mask = self.renderer(geo.verts_cam, self.model.tri, geo.color)
+        if rgb.shape != self.image.shape:
+            raise InputError(f"the renderer draws {tuple(rgb.shape)} but image has shape {tuple(self.image.shape)}; "
+                             "render at the image's resolution (fit_photometric does)")
         return {"lm": self.lm(geo.landmarks), "photo": photometric_loss(rgb, self.image, mask),
                 "reflectance": reflectance_loss(geo.texture, self.model.skinmask), "tex": _l2(self.p.tex)}
 
@@ -261,13 +278,13 @@ def fit_landmarks(model: ParametricFaceModel, init: FaceCoeffs, target_lmk: torc
     target_up = to_image_rows(target_lmk.detach().to(params.id.dtype), cfg.row_offset)
     objective = _Objective(model, params, target_up, cfg, renderer, image)
 
-    _run_stage([params.angle, params.trans], cfg.rigid_lr, cfg.rigid_iters, objective.rigid,
-               "3DMM fit (rigid)", cfg.show_progress)
+    history = {"rigid": _run_stage([params.angle, params.trans], cfg.rigid_lr, cfg.rigid_iters, objective.rigid,
+                                   "3DMM fit (rigid)", cfg.show_progress)}
     nonrigid = [params.id, params.exp, params.angle, params.trans]
     if renderer is not None:
         nonrigid += [params.tex, params.gamma]
-    _run_stage(nonrigid, cfg.nonrigid_lr, cfg.nonrigid_iters, objective.nonrigid,
-               "3DMM fit (non-rigid)", cfg.show_progress)
+    history["nonrigid"] = _run_stage(nonrigid, cfg.nonrigid_lr, cfg.nonrigid_iters, objective.nonrigid,
+                                     "3DMM fit (non-rigid)", cfg.show_progress)
 
     with torch.no_grad():
         losses = {k: float(v) for k, v in objective.nonrigid().items()}
@@ -276,4 +293,35 @@ def fit_landmarks(model: ParametricFaceModel, init: FaceCoeffs, target_lmk: torc
         error = (geo.landmarks - target_up).norm(dim=-1).mean(-1)
     logger.info("3DMM fit: landmark error %.3f px (mean over batch), total loss %.4g",
                 float(error.mean()), losses["total"])
-    return FitResult(coeffs=fitted, proj=geo.proj, landmarks=geo.landmarks, landmark_error=error, losses=losses)
+    return FitResult(coeffs=fitted, proj=geo.proj, landmarks=geo.landmarks, landmark_error=error, losses=losses,
+                     history=history)
+
+
+def fit_photometric(model: ParametricFaceModel, init: FaceCoeffs, target_lmk: torch.Tensor, image: torch.Tensor,
+                    cfg: FitConfig | None = None, renderer_cfg: MeshRendererConfig | None = None) -> FitResult:
+    """The official two-stage fit with its photometric term (spec-pipeline.md 4), rendered by :class:`MeshRenderer`.
+
+    Stage 2 optimises id, exp, tex, gamma, angle and trans on landmarks + photometric + reflectance + id/exp/tex
+    priors with the :class:`FitConfig` weights. For the official start pass ``init=FaceCoeffs.zeros(B)``.
+
+    Args:
+        model: the BFM09 face model.
+        init: [B, *] initial coefficients.
+        target_lmk: [B, 68, 2] detected landmarks in pixels of the 224 image (x right, y down).
+        image: [B, 3, S, S] target image in [0, 1]; officially S = 224, a smaller S renders the same view at
+            lower resolution (landmarks stay in 224 pixels).
+        cfg: iterations, learning rates and loss weights; default ``'official'``.
+        renderer_cfg: renderer options; default the model's camera at the image's resolution.
+
+    Returns:
+        :class:`FitResult`; ``history['nonrigid']['photo']`` traces the photometric loss.
+
+    Raises:
+        InputError: as :func:`fit_landmarks`, or a non-square image, or a renderer size that differs from it.
+    """
+    if image.ndim != 4 or image.shape[-1] != image.shape[-2]:
+        raise InputError(f"image has shape {tuple(image.shape)}, expected a square [B, 3, S, S] in [0, 1]")
+    if renderer_cfg is None:
+        renderer_cfg = MeshRendererConfig(image_size=int(image.shape[-1]), focal=model.cfg.focal,
+                                          center=model.cfg.center)
+    return fit_landmarks(model, init, target_lmk, cfg, renderer=MeshRenderer(renderer_cfg), image=image)

@@ -1,4 +1,4 @@
-"""3DMM landmark fitting refinement (spec-pipeline.md 4) on a synthetic BFM file."""
+"""3DMM fitting refinement (spec-pipeline.md 4) on a synthetic BFM file: landmark stage and photometric stage."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,10 +9,11 @@ import torch
 from synthetic_bfm import write_synthetic_bfm
 
 from nerffs.errors import InputError
-from nerffs.face3d.bfm import ParametricFaceModel, to_image_rows
+from nerffs.face3d.bfm import ParametricFaceModel, sh_basis, to_image_rows
 from nerffs.face3d.coeffs import FaceCoeffs
-from nerffs.face3d.fit import (FaceRenderer, FitConfig, fit_landmarks, landmark_loss, landmark_weights,
-                               photometric_loss, reflectance_loss)
+from nerffs.face3d.fit import (FaceRenderer, FitConfig, fit_landmarks, fit_photometric, landmark_loss,
+                               landmark_weights, photometric_loss, reflectance_loss)
+from nerffs.face3d.render import MeshRenderer, MeshRendererConfig
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,77 @@ def test_bad_inputs_raise_one_line_errors(model):
         fit_landmarks(model, init, torch.zeros(1, 68, 2), renderer=_MeanColourRenderer())
     with pytest.raises(InputError, match=r"init.exp has shape"):
         fit_landmarks(model, init.replace(exp=torch.zeros(1, 10)), torch.zeros(1, 68, 2))
+
+
+def _identifiable_exp_directions(model: ParametricFaceModel, pose: FaceCoeffs, k: int) -> torch.Tensor:
+    """[k, 64] orthonormal expression directions that move the 68 landmarks most once what a pose change can
+    explain is removed (other directions are left to the priors by any fit, so no fit can recover them)."""
+    def landmarks(angle, trans, exp):
+        return model(pose.replace(angle=angle, trans=trans, exp=exp)).landmarks.reshape(-1)
+
+    d_angle, d_trans, d_exp = torch.autograd.functional.jacobian(landmarks, (pose.angle, pose.trans, pose.exp))
+    q, _ = torch.linalg.qr(torch.cat([d_angle.flatten(1), d_trans.flatten(1)], 1))   # [136, 6] pose span
+    d_exp = d_exp.flatten(1)
+    return torch.linalg.svd(d_exp - q @ (q.T @ d_exp), full_matrices=False)[2][:k]
+
+
+def _observable_light_directions(model: ParametricFaceModel, pose: FaceCoeffs, k: int) -> torch.Tensor:
+    """[k, 9] SH directions best determined by the mesh's normals (on a frontal dome the last of the 9 is nearly
+    constant over the surface, so its coefficient is not observable)."""
+    normals = model(pose, with_color=True).normals[0]
+    return torch.linalg.svd(sh_basis(normals), full_matrices=False)[2][:k]
+
+
+@pytest.fixture(scope="module")
+def scene(model):
+    """A 48 x 48 render of the stand-in with known pose, expression, texture and lighting, and its landmarks."""
+    g = torch.Generator().manual_seed(2)
+    pose = FaceCoeffs.zeros(1).replace(angle=torch.tensor([[0.1, -0.3, 0.05]]), trans=torch.tensor([[0.1, -0.05, 0.3]]))
+    exp_dirs = _identifiable_exp_directions(model, pose, 6)
+    light_dirs = _observable_light_directions(model, pose, 6)
+    truth = pose.replace(exp=2.0 * torch.randn(1, 6, generator=g) @ exp_dirs, tex=torch.randn(1, 80, generator=g),
+                         gamma=(0.1 * torch.randn(1, 3, 6, generator=g) @ light_dirs).reshape(1, 27))
+    geo = model(truth, with_color=True)
+    image, _ = MeshRenderer(MeshRendererConfig(image_size=48))(geo.verts_cam, model.tri, geo.color)
+    return truth, image, to_image_rows(geo.landmarks), exp_dirs, light_dirs
+
+
+def test_photometric_fit_recovers_expression_texture_and_lighting(model, scene):
+    truth, image, target, exp_dirs, light_dirs = scene
+    init = FaceCoeffs.zeros(1).replace(angle=truth.angle + 0.03, trans=truth.trans + 0.02)   # exp, tex, gamma 0
+    # The identity is known (the mean face), so its prior is raised to hold it there. The texture priors pull the
+    # albedo toward uniform by design, so they are off here: with them the optimum is not the truth.
+    cfg = _quiet(FitConfig(), rigid_iters=50, nonrigid_iters=300, id_weight=1.0, tex_weight=0.0,
+                 reflectance_weight=0.0)
+    fitted = fit_photometric(model, init, target, image, cfg).coeffs
+
+    assert (fitted.angle - truth.angle).abs().max() * 180 / math.pi < 0.5
+    exp_err = ((fitted.exp - truth.exp) @ exp_dirs.T).norm() / (truth.exp @ exp_dirs.T).norm()
+    assert exp_err < 0.05
+    off_span = fitted.exp - (fitted.exp @ exp_dirs.T) @ exp_dirs                 # held small by the exp prior
+    assert off_span.norm() < 0.25 * truth.exp.norm()
+    assert (fitted.tex - truth.tex).norm() < 0.02 * truth.tex.norm()
+    gamma_err = (fitted.gamma - truth.gamma).view(3, 9) @ light_dirs.T
+    assert gamma_err.norm() < 0.03 * (truth.gamma.view(3, 9) @ light_dirs.T).norm()
+
+
+def test_photometric_loss_decreases_over_the_second_stage(model, scene):
+    truth, image, target, _, _ = scene
+    init = truth.replace(exp=torch.zeros(1, 64), tex=torch.zeros(1, 80), gamma=torch.zeros(1, 27))
+    result = fit_photometric(model, init, target, image, _quiet(FitConfig(), rigid_iters=0, nonrigid_iters=150))
+    photo = torch.tensor(result.history["nonrigid"]["photo"])
+    assert photo.numel() == 150 and result.history["rigid"] == {}
+    assert (photo.view(5, 30).mean(1).diff() < 0).all()                           # steadily, not only at the end
+    assert result.losses["photo"] < 0.3 * photo[0]
+    total = torch.tensor(result.history["nonrigid"]["total"])
+    assert total[-10:].mean() < 0.5 * total[0]
+    assert {"lm", "photo", "reflectance", "tex", "id", "exp", "total"} <= set(result.losses)
+
+
+def test_photometric_fit_checks_the_image_size(model, scene):
+    truth, image, target, _, _ = scene
+    with pytest.raises(InputError, match="expected a square"):
+        fit_photometric(model, truth, target, image[..., :40])
+    with pytest.raises(InputError, match="the renderer draws"):
+        fit_photometric(model, truth, target, image, _quiet(FitConfig(), rigid_iters=0, nonrigid_iters=1),
+                        renderer_cfg=MeshRendererConfig(image_size=32))
