@@ -46,6 +46,8 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
     serial = sup.SerialPipeline(pipeline)
     cfg = pipeline.config
     has_tts = find_espeak() is not None
+    default_head = sup.HEAD_MOTIONS[0] if not cfg.motion.moves else (
+        sup.HEAD_MOTIONS[2] if cfg.motion.head_motion == "camera" else sup.HEAD_MOTIONS[1])
 
     def readable_photo(component):
         """Undecodable uploads fail with a one-line message (wraps this instance's preprocess; a gr.Image
@@ -87,7 +89,8 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
     def generate(photo, audio, driving_video=None, exp_scale=cfg.audio.exp_scale,
                  momentum=cfg.audio.ref_momentum, mask_window=cfg.loop.mask_window, blink=cfg.audio.blink == "random",
                  camera="input pose", yaw=0.0, pitch=0.0, period=4.0, expression_from_driving=False,
-                 paste_back=False, seed=0, transcript="", progress=gr.Progress(track_tqdm=True)):
+                 paste_back=False, seed=0, transcript="", head=default_head, pose_scale=cfg.motion.pose_scale,
+                 blink_strength=cfg.audio.blink_strength, progress=gr.Progress(track_tqdm=True)):
         """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track. ``transcript``:
         the words spoken, when known (set by the Speak button; the offline models align them)."""
         try:
@@ -99,7 +102,8 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
             spec = sup.camera_spec(camera, yaw, pitch, period, driving=driving_video or None)
             options = sup.run_options(exp_scale=exp_scale, momentum=momentum, mask_window=mask_window,
                                       blink=blink, camera=spec, expression_from_driving=expression_from_driving,
-                                      paste_back=paste_back)
+                                      paste_back=paste_back, head=head, pose_scale=pose_scale,
+                                      blink_strength=blink_strength)
             progress(0.05, desc="aligning, fitting and rendering (cached per face)")
             out = serial.run(pipeline, path, audio or None, work.new() / "talking_head.mp4", seed=int(seed or 0),
                              show_progress=True, transcript=(transcript or "").strip() or None, **options)
@@ -148,7 +152,14 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                                          label="Expression momentum (a_m)")
                     mask_window = gr.Slider(1, 15, value=cfg.loop.mask_window, step=1,
                                             label="Mouth-mask window (frames)")
-                    blink = gr.Checkbox(value=cfg.audio.blink == "random", label="Eye blinks")
+                    with gr.Row():
+                        blink = gr.Checkbox(value=cfg.audio.blink == "random", label="Eye blinks")
+                        blink_strength = gr.Slider(0.0, 2.0, value=cfg.audio.blink_strength, step=0.1,
+                                                   label="Blink strength")
+                    with gr.Row():
+                        head = gr.Radio(list(sup.HEAD_MOTIONS), value=default_head, label="Head motion")
+                        pose_scale = gr.Slider(0.0, 2.0, value=cfg.motion.pose_scale, step=0.1,
+                                               label="Head motion scale")
                     camera = gr.Radio(list(sup.CAMERA_MODES), value="input pose", label="Camera")
                     with gr.Row():
                         yaw = gr.Slider(-30, 30, value=0, step=1, label="Yaw (deg; orbit: amplitude)")
@@ -170,7 +181,7 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         shared = dict(concurrency_id="pipeline", concurrency_limit=concurrency_limit)
         preview_in, preview_out = [photo, seed], [aligned, overlay, orbit]
         gen_in = [photo, audio, driving, exp_scale, momentum, mask_window, blink, camera, yaw, pitch, period,
-                  from_driving, paste, seed, spoken]
+                  from_driving, paste, seed, spoken, head, pose_scale, blink_strength]
         preview_btn.click(preview, preview_in, preview_out, api_name="preview", **shared)
         # Generate: the preview first (quick, cached per face), then the long render.
         run_btn.click(preview, preview_in, preview_out, api_visibility="private", **shared).success(

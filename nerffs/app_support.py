@@ -56,17 +56,31 @@ def camera_spec(mode: str, yaw_deg: float = 0.0, pitch_deg: float = 0.0, period:
     raise InputError(f"unknown camera mode {mode!r}; choose one of {', '.join(CAMERA_MODES)}")
 
 
+HEAD_MOTIONS = ("still", "nod with the speech", "nod with the speech (turn the camera)")
+"""Head-motion choices of the demo: none, from the audio by deformation (body still), from the audio by camera."""
+
+
 def run_options(*, exp_scale: float, momentum: float, mask_window: int, blink: bool, camera: str,
-                expression_from_driving: bool = False, paste_back: bool = False) -> dict[str, object]:
-    """The demo's controls as flat ``PipelineConfig`` overrides (validated where the pipeline would fail late)."""
+                expression_from_driving: bool = False, paste_back: bool = False, head: str | None = None,
+                pose_scale: float = 1.0, blink_strength: float = 1.0) -> dict[str, object]:
+    """The demo's controls as flat ``PipelineConfig`` overrides (validated where the pipeline would fail late).
+    ``head`` None keeps the model set's default head motion."""
     window = int(mask_window)
     if window < 1:
         raise InputError(f"mask window must be >= 1 frame, got {mask_window}")
     if expression_from_driving and not camera.startswith("driving:"):
         raise InputError("expressions from a driving video need a driving video; upload one or use the audio")
-    return {"exp_scale": float(exp_scale), "ref_momentum": float(momentum), "mask_window": window,
-            "blink": "random" if blink else "none", "camera": camera,
-            "expression": "driving" if expression_from_driving else "audio", "paste_back": bool(paste_back)}
+    options: dict[str, object] = {
+        "exp_scale": float(exp_scale), "ref_momentum": float(momentum), "mask_window": window,
+        "blink": "random" if blink else "none", "camera": camera, "blink_strength": float(blink_strength),
+        "expression": "driving" if expression_from_driving else "audio", "paste_back": bool(paste_back)}
+    if head is not None:
+        if head not in HEAD_MOTIONS:
+            raise InputError(f"unknown head motion {head!r}; choose one of {', '.join(HEAD_MOTIONS)}")
+        options["pose"] = "none" if head == HEAD_MOTIONS[0] else "audio"
+        options["head_motion"] = "camera" if head == HEAD_MOTIONS[2] else "deform"
+        options["pose_scale"] = float(pose_scale)
+    return options
 
 
 def models_banner(models) -> str:

@@ -2,7 +2,8 @@
 
 ``PipelineConfig`` = ``AudioConfig`` (audio front end, momentum a_m, scale l_exp) + ``LoopConfig`` (control
 points, deformation mode, mask window n, blending, batch) + ``FitConfig`` (3DMM landmark fit) +
-``IdentityConfig`` (where the identity comes from) + ``RenderConfig`` (camera, video, provenance).
+``IdentityConfig`` (where the identity comes from) + ``RenderConfig`` (camera, video, provenance) +
+``MotionConfig`` (head motion: pose source, scale, deformation or camera).
 Presets: ``official`` (paper defaults), ``offline`` (for the offline demo models: random blinks, 4 frames per
 call, short fit) and ``smoke`` (for the random smoke models: small blending resolution, short fit).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from nerffs.audio.config import AudioConfig
 from nerffs.face3d.fit import FitConfig
+from nerffs.talking.headpose import MotionConfig
 from nerffs.talking.loop import LoopConfig
 
 
@@ -73,6 +75,7 @@ class PipelineConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
 
     def replace(self, **overrides) -> "PipelineConfig":
         """A copy with flat overrides routed to the stage that owns them, e.g. ``exp_scale=1.2, camera='orbit'``.
@@ -101,9 +104,11 @@ def _smoke() -> PipelineConfig:
 
 
 def _offline() -> PipelineConfig:
-    """For the offline demo models: their field renders in milliseconds, so frames go 4 per call; blinks on."""
+    """For the offline demo models: their field renders in milliseconds, so frames go 4 per call; blinks and
+    speech-driven head motion (turned by deformation, body still) on."""
     cfg = PipelineConfig()
     cfg.audio = AudioConfig(blink="random")
+    cfg.motion = MotionConfig(pose="audio")
     cfg.loop = LoopConfig(batch_size=4)
     cfg.fit = FitConfig.preset("fast")
     return cfg

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from nerffs.audio.audio2exp import Audio2Exp
+from nerffs.audio.audio2pose import Audio2Pose, load_audio2pose
+from nerffs.errors import CheckpointError
 from nerffs.face3d.bfm import ParametricFaceModel
 from nerffs.face3d.parsing import BiSeNet, ParsingConfig
 from nerffs.face3d.recon import Deep3DRegressor
@@ -49,6 +51,8 @@ class ModelSet:
     label: str
     """'smoke' (seeded random weights), 'offline' (built per photo) or 'official:<weights dir>'."""
     photo_models: OfflineModels | None = None
+    audio2pose: Audio2Pose | None = None
+    """SadTalker's Audio2Pose when its weights are loaded; without it, head motion from audio is procedural."""
 
     @property
     def is_smoke(self) -> bool:
@@ -74,6 +78,8 @@ class ModelSet:
 
     def to(self, device: torch.device | str) -> "ModelSet":
         self.audio2exp.to(device)
+        if self.audio2pose is not None:
+            self.audio2pose.to(device)
         if self.talking is not None:
             t = self.talking
             for m in (t.generator, t.face_model, t.deep3d, t.parser, t.lipaint):
@@ -108,17 +114,28 @@ def smoke_models(seed: int = 0, resolution: int = 128, num_vertices: int = 4000)
 
 def official_models(root: str | os.PathLike | None = None, generator: str = "stylenerf_ffhq512",
                     parsing: str = "bisenet_seg16") -> ModelSet:
-    """Load every official file through the weights registry (missing files: one error naming all of them
-    and the command that fetches them)."""
+    """Load every official file through the weights registry.
+
+    Raises:
+        WeightsMissingError: ``root`` is not a directory, or files are missing: one line naming every missing
+            file and the command that fetches them into ``root``.
+        CheckpointError (and the generator's checkpoint errors): a file is unreadable; the line names it.
+    """
     from nerffs import weights  # the registry; imported lazily so smoke runs never need it
+    from nerffs.errors import WeightsMissingError
 
     names = [generator, "sadtalker", "bfm_front", parsing, "lipaintnet"]
+    base = weights.weights_dir(root)
+    if root is not None and not base.is_dir():
+        raise WeightsMissingError(f"weights directory {base} does not exist; give a directory holding the official "
+                                  f"files (fetch them with `{weights.fetch_command(names, root)}`), or one of the "
+                                  "model sets 'auto', 'offline', 'smoke'")
     missing = weights.missing(names, root)
     if missing:
-        from nerffs.errors import WeightsMissingError
-
-        raise WeightsMissingError(f"missing weights {', '.join(missing)} in {weights.weights_dir(root)}; "
-                                  f"fetch them with: {weights.fetch_command(missing)} (or use the smoke preset)")
+        files = ", ".join(f"{weights.asset_path(n, root)} ({n})" for n in missing)
+        raise WeightsMissingError(f"official weights incomplete in {base}: missing {files}; fetch them with "
+                                  f"`{weights.fetch_command(missing, root)}` (files without a direct download print "
+                                  "how to get them by hand), or use the offline demo models (model set 'offline')")
     from nerffs.audio.audio2exp import load_audio2exp
     from nerffs.face3d.parsing import load_bisenet
     from nerffs.face3d.recon import load_deep3d
@@ -131,7 +148,17 @@ def official_models(root: str | os.PathLike | None = None, generator: str = "sty
                             deep3d=_frozen(load_deep3d(path("sadtalker"))), parser=_frozen(load_bisenet(path(parsing))),
                             lipaint=_frozen(load_lipaint(path("lipaintnet"))))
     return ModelSet(talking=talking, audio2exp=_frozen(load_audio2exp(path("sadtalker"))),
-                    label=f"official:{Path(weights.weights_dir(root))}")
+                    label=f"official:{Path(weights.weights_dir(root))}",
+                    audio2pose=_optional_audio2pose(path("sadtalker")))
+
+
+def _optional_audio2pose(path: Path) -> Audio2Pose | None:
+    """Audio2Pose from the SadTalker bundle when it holds the ``audio2pose.`` weights, else None (logged)."""
+    try:
+        return _frozen(load_audio2pose(path))
+    except CheckpointError as exc:
+        log.warning("no Audio2Pose weights (%s); head motion from audio will be procedural", exc)
+        return None
 
 
 def offline_models(cfg: OfflineConfig | None = None) -> ModelSet:

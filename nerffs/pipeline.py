@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerffs.audio import Audio2Exp, audio_to_expression, load_audio, mel_windows
+from nerffs.audio import Audio2Exp, audio_to_expression, audio_to_pose, load_audio, mel_windows, smooth_poses
 from nerffs.config import PipelineConfig, get_config
 from nerffs.errors import InputError, WeightsMissingError
 from nerffs.models import OFFLINE, SMOKE, ModelSet, offline_models, official_models, smoke_models
@@ -33,6 +33,7 @@ from nerffs.preprocess.landmarks import DlibLandmarks
 from nerffs.render.sheet import SheetConfig, contact_sheet, sheet_path, write_contact_sheet
 from nerffs.render.views import render_views
 from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
+from nerffs.talking.headpose import pose_cameras, prepare_pose, procedural_pose
 from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
 from stylenerf.camera import frontal_camera
 
@@ -55,6 +56,8 @@ class TalkingHeadOutput:
     weights: str
     """The model set: 'official:<dir>', 'offline' or 'smoke'."""
     timings: dict[str, float] = field(default_factory=dict)
+    pose: torch.Tensor | None = None
+    """[T, 3] head pose offsets (pitch, yaw, roll; radians) when the head moved, else None."""
 
 
 @dataclass
@@ -144,13 +147,17 @@ class TalkingHeadPipeline:
         """Step 5: frontal render, torso points, 3DMM fit, control points (cached per face and settings)."""
         loop, fit = self.config.loop, self._fit_config(False)
         settings = {k: getattr(loop, k) for k in ("vertex_stride", "torso_stride", "deform_mode", "parse_size")}
+        head_motion = self._head_by_deformation()
+        if head_motion:  # only then does the reference differ (keys of runs without head motion are unchanged)
+            settings["head_motion"] = True
         cache = self._cache()
         key = content_key("reference", photo, self._fingerprint(), self.config.identity, seed, settings, fit)
         ref = cache.load_reference(key, self.device) if cache else None
         if ref is not None:
             log.info("reference: reused the cached 3DMM fit and frontal render (%s)", key[:12])
             return ref
-        ref = prepare_reference(talking, ws, bg, loop, detector=self.detector, fit_cfg=self._fit_config(show_progress))
+        ref = prepare_reference(talking, ws, bg, loop, detector=self.detector, fit_cfg=self._fit_config(show_progress),
+                                head_motion=head_motion)
         if cache:
             cache.save_reference(key, ref)
         return ref
@@ -240,6 +247,41 @@ class TalkingHeadPipeline:
             exp = driver.expressions(speech.wave, len(speech.mel), cfg, transcript=speech.transcript, generator=rng)
         return exp.to(self.device)
 
+    def _head_by_deformation(self) -> bool:
+        m = self.config.motion
+        return m.moves and m.head_motion == "deform"
+
+    def head_poses(self, speech: Speech | None, ref: Reference, driving, num_frames: int, seed: int
+                   ) -> torch.Tensor | None:
+        """Step 6b: head pose offsets [T, 3] (pitch, yaw, roll) from the reference pose, scaled, smoothed and
+        clamped; None without head motion. 'audio': SadTalker's Audio2Pose from the reference pose and the pose
+        style (smoothed as SadTalker does) when its weights are loaded, else the speech-correlated procedural
+        motion; 'driving': the driving clip's pose relative to its first frame. Seeded by ``seed``."""
+        m = self.config.motion
+        if not m.moves:
+            return None
+        if m.pose == "driving":
+            if driving is None:
+                raise InputError("pose 'driving' needs a driving clip: camera 'driving:FOLDER_OR_VIDEO'")
+            from nerffs.render.cameras import driving_angles_at_frames
+
+            fps = None if self.config.render.expression == "driving" else driving.fps
+            angles = driving_angles_at_frames(driving.angles, num_frames, self.config.audio.fps, fps)
+            raw = angles - angles[:1]
+        else:
+            if speech is None:
+                raise InputError("pose 'audio' needs speech; use pose 'none' or 'driving' without audio")
+            rng = torch.Generator().manual_seed(seed + 1)
+            if self.models.audio2pose is not None:
+                start = torch.cat([ref.coeffs.angle[0], ref.coeffs.trans[0]]).cpu()
+                poses = smooth_poses(audio_to_pose(self.models.audio2pose, speech.mel, start, m.pose_style,
+                                                   generator=rng))
+                raw = (poses[:, :3] - start[:3]).cpu()
+            else:
+                raw = procedural_pose(speech.wave, self.config.audio.sample_rate, num_frames, self.config.audio.fps,
+                                      m.pose_style, rng)
+        return prepare_pose(raw, m).to(self.device)
+
     def driving_clip(self):
         """The driving frames (None unless the camera spec is 'driving:PATH'), read early so a bad clip fails
         before any model work."""
@@ -271,11 +313,22 @@ class TalkingHeadPipeline:
             angles = self.models.talking.deep3d.predict(preprocess_rgb_image(img)).angle
         return front_matrix(angles).to(self.device)
 
-    def cameras(self, base: torch.Tensor, num_frames: int, driving=None) -> torch.Tensor:
-        """Step 7: the camera of every frame [T, 4, 4] from the render config's camera spec."""
+    def cameras(self, base: torch.Tensor, num_frames: int, driving=None, pose: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Step 7: the camera of every frame [T, 4, 4] from the render config's camera spec (with head motion
+        rendered by the camera, each turned by the inverse head pose; with the driving pose turned by
+        deformation, the camera keeps the input pose)."""
         from nerffs.render.cameras import CameraSpec, camera_path
 
         spec = CameraSpec.parse(self.config.render.camera)
+        m = self.config.motion
+        if m.moves and m.pose == "driving" and spec.mode == "driving":
+            if m.head_motion == "camera":
+                pose = None  # the driving camera path already is that pose
+            else:
+                spec = CameraSpec.parse("input").with_offset(spec.yaw, spec.pitch)
+        if pose is not None and m.head_motion == "camera":
+            return pose_cameras(self.cameras(base, num_frames, driving), pose)
         angles = None if driving is None else driving.angles
         # Audio-driven: a driving clip is re-timed to the output rate (NFS pairs frames one to one whatever the
         # rate). Video-driven: output frame t is driving frame t.
@@ -284,7 +337,8 @@ class TalkingHeadPipeline:
                            driving_fps=fps).to(self.device)
 
     def frames(self, talking: TalkingModels, ref: Reference, exp: torch.Tensor, cams: torch.Tensor,
-               photo: np.ndarray, aligned: AlignedFace, show_progress: bool) -> Iterator[np.ndarray]:
+               photo: np.ndarray, aligned: AlignedFace, show_progress: bool,
+               pose: torch.Tensor | None = None) -> Iterator[np.ndarray]:
         """Step 8: frames in order, with resume from ``frames_dir``, paste-back and watermark applied."""
         from nerffs.render.frames import FrameStore
         from nerffs.render.video import add_watermark
@@ -295,8 +349,9 @@ class TalkingHeadPipeline:
         if start:
             log.info("resuming after %d rendered frames in %s", start, rc.frames_dir)
             yield from store.read(start)
+        head = pose if self._head_by_deformation() else None
         for i, frame in enumerate(render_frames(talking, ref, exp, cams, self.config.loop,
-                                                show_progress, start=start), start=start):
+                                                show_progress, start=start, pose=head), start=start):
             if rc.paste_back:
                 frame = paste_back(photo, frame, aligned)
             if rc.watermark:
@@ -353,9 +408,10 @@ class TalkingHeadPipeline:
         ref = self.reference(talking, photo, ws, bg, seed, show_progress)           # 5
         lap("reference")
         exp = self.expressions(speech, ref, driving, seed)                          # 6
+        pose = self.head_poses(speech, ref, driving, exp.shape[0], seed)
         lap("audio2exp")
-        cams = self.cameras(base_cam, exp.shape[0], driving)                        # 7
-        frames = self.frames(talking, ref, exp, cams, photo, aligned, show_progress)  # 8
+        cams = self.cameras(base_cam, exp.shape[0], driving, pose)                  # 7
+        frames = self.frames(talking, ref, exp, cams, photo, aligned, show_progress, pose)  # 8
         sheet_cfg, kept = SheetConfig(), {}
         if self.config.render.preview_sheet:
             frames = _keep(frames, sheet_cfg.frame_indices(exp.shape[0]), kept)
@@ -366,7 +422,7 @@ class TalkingHeadPipeline:
             self._write_sheet(path, kept, talking, ws, bg, sheet_cfg)
         log.info("wrote %s (%d frames, %s) in %.1f s", path, exp.shape[0], self.models.describe(), sum(t.values()))
         return TalkingHeadOutput(video=path, num_frames=int(exp.shape[0]), fps=self.config.audio.fps, exp=exp,
-                                 cams=cams, ws=ws, weights=self.models.label, timings=t)
+                                 cams=cams, ws=ws, weights=self.models.label, timings=t, pose=pose)
 
     def _write_sheet(self, video: Path, kept: dict[int, np.ndarray], talking: TalkingModels, ws: torch.Tensor,
                      bg: torch.Tensor, cfg: SheetConfig) -> Path:

@@ -28,7 +28,9 @@ OPTION_FIELDS = {"camera": "camera", "exp_scale": "exp_scale", "momentum": "ref_
                  "mask_window": "mask_window", "blink": "blink", "deform": "deform_mode", "batch": "batch_size",
                  "paste_back": "paste_back", "watermark": "watermark", "frames_dir": "frames_dir",
                  "resume": "resume", "identity": "source", "trunc": "truncation_psi",
-                 "expression": "expression", "preview_sheet": "preview_sheet"}
+                 "expression": "expression", "preview_sheet": "preview_sheet", "pose": "pose",
+                 "pose_style": "pose_style", "pose_scale": "pose_scale", "head_motion": "head_motion",
+                 "blink_strength": "blink_strength"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-window", type=int, default=None, help="mouth-mask averaging window n (paper 7)")
     p.add_argument("--blink", choices=["none", "random"], default=None,
                    help="eye blinks (default: none with official weights, as NFS; random with the offline models)")
+    p.add_argument("--blink-strength", type=float, default=None, help="scale of every blink (0..2, default 1)")
+    p.add_argument("--pose", choices=["none", "audio", "driving"], default=None,
+                   help="head motion from the audio (Audio2Pose, or speech-driven nods and drift without its "
+                        "weights), from the driving clip, or none (default: none with official weights, as NFS; "
+                        "audio with the offline models)")
+    p.add_argument("--pose-style", type=int, default=None, help="Audio2Pose pose style 0..45 (default 0)")
+    p.add_argument("--pose-scale", type=float, default=None, help="scale of the head motion (0 = still, default 1)")
+    p.add_argument("--head-motion", choices=["deform", "camera"], default=None,
+                   help="render head motion by deformation (the head turns, the body stays; default) or by "
+                        "turning the camera (the whole scene turns)")
     p.add_argument("--deform", choices=["world", "official"], default=None,
                    help="sample matching: world (view-consistent, default) or official (frontal index reuse)")
     p.add_argument("--expression", choices=["audio", "driving"], default=None,

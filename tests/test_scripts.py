@@ -71,6 +71,12 @@ def test_talk_flags_reach_the_pipeline_options():
     cfg = get_config("offline").replace(**options)  # every mapped name is a real config field
     assert (cfg.audio.ref_momentum, cfg.render.preview_sheet, cfg.loop.deform_mode) == (0.3, True, "official")
     assert talk.build_parser().parse_args(["--example", "--out", "o.mp4", "--weights", "smoke"]).weights == "smoke"
+    ns = talk.build_parser().parse_args(["--example", "--out", "o.mp4", "--pose", "audio", "--pose-scale", "0.5",
+                                         "--pose-style", "7", "--head-motion", "camera", "--blink-strength", "1.5"])
+    options = {field: getattr(ns, flag) for flag, field in talk.OPTION_FIELDS.items() if getattr(ns, flag) is not None}
+    cfg = get_config("official").replace(**options)
+    assert (cfg.motion.pose, cfg.motion.pose_scale, cfg.motion.pose_style, cfg.motion.head_motion,
+            cfg.audio.blink_strength) == ("audio", 0.5, 7, "camera", 1.5)
 
 
 @pytest.mark.slow

@@ -79,6 +79,8 @@ class AudioConfig:
     blink_max_gap: int = 70
     """Gaps are drawn uniformly from [blink_min_gap, min(blink_max_gap, T // 2)) frames."""
     blink_min_frames: int = 21
+    blink_strength: float = 1.0
+    """Multiplies every blink (1 = full closure at the blink's peak, 0 = no visible blink)."""
     """Sequences shorter than this get no blink at all."""
     encoder_batch: int = 64
     """Video frames per batch of the convolutional audio encoder (bounds memory for long audio)."""
@@ -97,6 +99,8 @@ class AudioConfig:
                              f"fmax={self.fmax}, sample_rate={self.sample_rate}")
         if not 0.0 <= self.ref_momentum <= 1.0:
             raise AudioError(f"AudioConfig.ref_momentum must be in [0, 1], got {self.ref_momentum}")
+        if not (math.isfinite(self.blink_strength) and 0.0 <= self.blink_strength <= 2.0):
+            raise AudioError(f"blink strength must be between 0 and 2, got {self.blink_strength}")
         if self.blink not in ("none", "random"):
             raise AudioError(f"AudioConfig.blink must be 'none' or 'random', got {self.blink!r}")
         if not 1 <= self.blink_min_gap <= self.blink_max_gap:

@@ -63,14 +63,16 @@ def random_blink_sequence(num_frames: int, cfg: AudioConfig | None = None,
 
 def blink_sequence(num_frames: int, cfg: AudioConfig | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """The blink input selected by ``cfg.blink``: zeros (``'none'``, NFS) or :func:`random_blink_sequence`.
+    """The blink input selected by ``cfg.blink``: zeros (``'none'``, NFS) or :func:`random_blink_sequence`
+    times ``cfg.blink_strength``.
 
     Returns:
         [T] float32 (CPU).
     """
     cfg = cfg or AudioConfig()
     if cfg.blink == "random":
-        return random_blink_sequence(num_frames, cfg, generator)
+        ratio = random_blink_sequence(num_frames, cfg, generator)
+        return ratio if cfg.blink_strength == 1.0 else ratio * cfg.blink_strength
     return torch.zeros(num_frames)
 
 

@@ -63,13 +63,16 @@ class ParsingConfig:
     class_names: tuple[str, ...] = _CLASS_NAMES_16
     mouth_classes: tuple[str, ...] = ("mouth", "upper_lip", "lower_lip")
     static_classes: tuple[str, ...] = ("hair", "neck", "cloth")
+    head_classes: tuple[str, ...] = ("hair", "hat")
+    """Static classes that belong to the head: with head motion ('deform') they turn with it; the rest stay."""
     input_size: int = 512
     official_clamp: bool = False
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __post_init__(self) -> None:
-        unknown = [n for n in self.mouth_classes + self.static_classes if n not in self.class_names]
+        unknown = [n for n in self.mouth_classes + self.static_classes + self.head_classes
+                   if n not in self.class_names]
         if unknown:
             raise ValueError(f"ParsingConfig region classes {unknown} are not in class_names; fix the names")
         if self.input_size < 32:
@@ -93,6 +96,11 @@ class ParsingConfig:
     def static_ids(self) -> tuple[int, ...]:
         """Ids of the static region: (10, 14, 15) for 16 classes, (14, 16, 17) for 19."""
         return self.ids(self.static_classes)
+
+    @property
+    def head_ids(self) -> tuple[int, ...]:
+        """Ids of the head's non-face classes (hair, hat)."""
+        return self.ids(self.head_classes)
 
     @classmethod
     def barbershop16(cls, **overrides) -> "ParsingConfig":
@@ -273,6 +281,19 @@ class BiSeNet(nn.Module):
             [B, 1, *size] float {0, 1}.
         """
         return labels_to_mask(self.parse(image), self.config.static_ids, _out_size(image, size))
+
+
+    def head_mask(self, image: torch.Tensor, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+        """1 on the head's non-face region (hair, hat): the static points there turn with the head.
+
+        Args:
+            image: [B, 3, H, W] float in [-1, 1].
+            size: output size; None gives (H, W).
+
+        Returns:
+            [B, 1, *size] float {0, 1}.
+        """
+        return labels_to_mask(self.parse(image), self.config.head_ids, _out_size(image, size))
 
 
 def _out_size(image: torch.Tensor, size: int | tuple[int, int] | None) -> tuple[int, int]:

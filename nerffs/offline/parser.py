@@ -5,7 +5,9 @@ It has the two methods the method calls on BiSeNet, with the same shapes and mea
 * ``mouth_mask``: the mouth region (inner mouth and both lips), here the polygon of the outer lip contour;
 * ``static_mask``: the region whose control points are pinned (BiSeNet: hair, neck, cloth). Here everything
   outside the face outline widened by ``static_margin`` face widths: the offline field's foreground covers the
-  whole picture (background included), so the background must be pinned too.
+  whole picture (background included), so the background must be pinned too;
+* ``head_mask``: the part of the static region that belongs to the head (BiSeNet: hair, hat); here the person
+  (selfie segmentation) above the chin. It turns with the head when head motion is rendered by deformation.
 
 A frame in which mediapipe finds no face gets an empty mouth mask (nothing is blended) and a debug log line.
 """
@@ -85,3 +87,20 @@ class MeshParser(nn.Module):
             return (ndimage.distance_transform_edt(~face) > margin).astype(np.float32)
 
         return self._masks(image, size, outside)
+
+    def head_mask(self, image: torch.Tensor, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+        """1 on the person above the chin (hair, ears, the head's outline): with head motion these points
+        turn with the head, while the neck, body and background stay pinned."""
+        person = torch.from_numpy(np.stack([
+            self._face.person_mask(x) for x in
+            ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()]))
+
+        def above_chin(pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+            oval = pts[self._topology.face_oval]
+            rows = np.arange(shape[0])[:, None] + 0.5
+            return np.broadcast_to(rows < oval[:, 1].max(), shape).astype(np.float32)
+
+        head = self._masks(image, size, above_chin)
+        person = torch.nn.functional.interpolate(person[:, None], size=head.shape[-2:], mode="bilinear",
+                                                 align_corners=False).to(head.device)
+        return head * (person > 0.5).to(head.dtype)

@@ -337,14 +337,21 @@ def _driving_cameras(spec: CameraSpec, driving_angles: torch.Tensor | None, num_
         raise InputError(f"driving angles must be [T, 3] with T >= 1, got {tuple(driving_angles.shape)}")
     if not bool(torch.isfinite(driving_angles).all()):
         raise InputError("driving angles contain NaN or infinite values")
-    angles = smooth_angles(driving_angles, spec.smooth)
+    return front_matrix(driving_angles_at_frames(smooth_angles(driving_angles, spec.smooth), num_frames, fps,
+                                                 driving_fps))
+
+
+def driving_angles_at_frames(angles: torch.Tensor, num_frames: int, fps: float,
+                             driving_fps: float | None) -> torch.Tensor:
+    """The driving pose shown at each output frame: [T_drive, 3] -> [num_frames, 3] (re-timed when
+    ``driving_fps`` is given, else frame t = driving frame t; the last pose is held)."""
     frame = torch.arange(num_frames, dtype=torch.float64)
     if driving_fps is not None:  # frame t shows the driving frame on screen at time t / fps
         frame = torch.floor(frame * (driving_fps / fps) + 1e-9)
     index = frame.long().clamp(max=angles.shape[0] - 1).to(angles.device)  # hold the last pose
     if int(frame[-1]) >= angles.shape[0]:
         logger.info("driving clip has %d poses for %d frames; holding its last pose", angles.shape[0], num_frames)
-    return front_matrix(angles[index])
+    return angles[index]
 
 
 def _check_path_args(base_cam2world: torch.Tensor, num_frames: int, fps: float,

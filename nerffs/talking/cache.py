@@ -122,7 +122,10 @@ class FaceCache:
         if ref.depths.fine is not None:
             t["depths_fine"] = ref.depths.fine
         t.update({f"official_{k}": v for k, v in ref.official_indices.items()})
-        self.save("reference", key, t, {"n_face": ref.controls.n_face, "fit_error_px": ref.fit_error_px})
+        if ref.pivot is not None:
+            t.update(pivot=ref.pivot, pivot_plane=ref.pivot_plane)
+        self.save("reference", key, t, {"n_face": ref.controls.n_face, "n_head": ref.controls.n_head,
+                                        "fit_error_px": ref.fit_error_px})
 
     def load_reference(self, key: str, device: torch.device | str = "cpu") -> Reference | None:
         entry = self.load("reference", key)
@@ -132,6 +135,8 @@ class FaceCache:
         t = {k: v.to(device) for k, v in t.items()}
         return Reference(ws=t["ws"], bg_latent=t["bg_latent"], depths=SampleDepths(t["depths_coarse"],
                          t.get("depths_fine")), bg_feat=t["bg_feat"], coeffs=FaceCoeffs.from_vector(t["coeffs"]),
-                         controls=ControlPoints(ref=t["controls"], n_face=int(meta["n_face"])), image=t["image"],
+                         controls=ControlPoints(ref=t["controls"], n_face=int(meta["n_face"]),
+                                                n_head=int(meta.get("n_head", 0))), image=t["image"],
                          official_indices={k[9:]: v for k, v in t.items() if k.startswith("official_")},
-                         fit_error_px=meta.get("fit_error_px"))
+                         fit_error_px=meta.get("fit_error_px"), pivot=t.get("pivot"),
+                         pivot_plane=t.get("pivot_plane"))

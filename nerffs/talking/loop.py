@@ -29,13 +29,14 @@ from nerffs.deform.rays import ControlPointDeformer, match_reference_samples
 from nerffs.errors import NoFaceError
 from nerffs.face3d.bfm import ParametricFaceModel
 from nerffs.face3d.coeffs import FaceCoeffs
-from nerffs.face3d.fit import FitConfig, fit_landmarks
+from nerffs.face3d.fit import FitConfig, fit_landmarks, fit_photometric
 from nerffs.face3d.parsing import BiSeNet, TemporalMaskSmoother
 from nerffs.face3d.recon import Deep3DRegressor, preprocess_generator_image
 from nerffs.lipaint.model import LipaintNet
 from nerffs.preprocess.image import from_tensor
 from nerffs.talking.blend import blend_features
-from nerffs.talking.controls import ControlPoints, torso_control_points
+from nerffs.talking.controls import FACE_FRAME, ControlPoints, to_plane, torso_control_points
+from nerffs.talking.headpose import neck_pivot, rotate_about_pivot, turn_plane_points
 from nerffs.utils.logging import progress
 from nerffs.utils.modules import module_device
 from stylenerf import Generator, SampleDepths
@@ -85,6 +86,7 @@ class Reference:
     ws [1, num_ws, w_dim]; bg_latent [1, z_bg]; depths [1, P, S] coarse/fine; bg_feat [1, P, 3 + F];
     coeffs: fitted reference 3DMM coefficients (batch 1); controls: reference control points;
     image [1, 3, R, R] frontal reference render; official_indices: frontal matches for deform_mode 'official'.
+    With head motion by deformation the controls hold a head group (hair) and ``pivot`` / ``pivot_plane`` are set.
     """
 
     ws: torch.Tensor
@@ -96,11 +98,16 @@ class Reference:
     image: torch.Tensor
     official_indices: dict[str, torch.Tensor] = field(default_factory=dict)
     fit_error_px: float | None = None
+    pivot: torch.Tensor | None = None
+    """[3] the neck pivot in 3DMM model space (head motion by deformation; None without it)."""
+    pivot_plane: torch.Tensor | None = None
+    """[3] the same pivot in world units of the control plane (x = 0, y, z), for the head points."""
 
 
 def _fit_reference(models: TalkingModels, image: torch.Tensor, detector, fit_cfg: FitConfig
                    ) -> tuple[FaceCoeffs, float | None]:
-    """Deep3D on the frontal render, refined on its detected landmarks (spec 3.6, 4)."""
+    """Deep3D on the frontal render, refined on its detected landmarks and, with ``fit_cfg.photometric``, on its
+    colours through the differentiable renderer (spec 3.6, 4)."""
     init = models.deep3d.predict(preprocess_generator_image(image))
     if detector is None:
         return init, None
@@ -111,16 +118,20 @@ def _fit_reference(models: TalkingModels, image: torch.Tensor, detector, fit_cfg
     except NoFaceError:
         log.warning("no face found in the frontal reference render; using the Deep3D coefficients unrefined")
         return init, None
-    target = torch.as_tensor(landmarks.points, dtype=torch.float32)[None]
+    target = torch.as_tensor(landmarks.points, dtype=torch.float32, device=image.device)[None]
     with torch.inference_mode(False), torch.enable_grad():
         init_g = FaceCoeffs(**{k: v.clone() for k, v in vars(init).items()})
-        result = fit_landmarks(models.face_model, init_g, target, fit_cfg)
+        if fit_cfg.photometric:  # the official second stage: landmarks + colour through the renderer
+            photo = preprocess_generator_image(image.clone())
+            result = fit_photometric(models.face_model, init_g, target, photo, fit_cfg)
+        else:
+            result = fit_landmarks(models.face_model, init_g, target, fit_cfg)
     return result.coeffs, float(result.landmark_error.mean())
 
 
 @torch.inference_mode()
 def prepare_reference(models: TalkingModels, ws: torch.Tensor, bg_latent: torch.Tensor, cfg: LoopConfig, *,
-                      detector=None, fit_cfg: FitConfig | None = None) -> Reference:
+                      detector=None, fit_cfg: FitConfig | None = None, head_motion: bool = False) -> Reference:
     """Frontal reference render, torso points, fitted 3DMM and control points (spec 7.6 'once before the loop').
 
     Args:
@@ -129,23 +140,35 @@ def prepare_reference(models: TalkingModels, ws: torch.Tensor, bg_latent: torch.
         cfg: loop options.
         detector: a landmark detector with ``detect(uint8 image)`` (None: Deep3D coefficients unrefined).
         fit_cfg: landmark-fitting options (default: official iteration counts).
+        head_motion: split the static points into a head group (parser ``head_mask``) that can turn with the
+            head and the pinned rest, and locate the neck pivot (head motion by deformation).
     """
     g = models.generator
     front = g.synthesis(ws, frontal_camera(1, ws.device), bg_latent=bg_latent, freeze_bg=True)
     size = cfg.parse_size or models.parser.config.input_size
     static = models.parser.static_mask(front.img, size=size)[0, 0]
+    head = None
+    if head_motion:
+        on_head = models.parser.head_mask(front.img, size=size)[0, 0] * static
+        head, static = torso_control_points(on_head, cfg.torso_stride), static * (1 - on_head)
     torso = torso_control_points(static, cfg.torso_stride)
     coeffs, err = _fit_reference(models, front.img, detector, fit_cfg or FitConfig())
-    proj = models.face_model(coeffs).proj
-    controls = ControlPoints.build(proj, torso, cfg.vertex_stride)
-    log.info("reference: %d face + %d static control points%s", controls.n_face, torso.shape[0],
-             "" if err is None else f", landmark fit error {err:.2f} px")
+    geo = models.face_model(coeffs)
+    controls = ControlPoints.build(geo.proj, torso, cfg.vertex_stride, head_points=head)
+    log.info("reference: %d face + %d head + %d static control points%s", controls.n_face, controls.n_head,
+             torso.shape[0], "" if err is None else f", landmark fit error {err:.2f} px")
     indices = {}
     if cfg.deform_mode == "official":
         indices = match_reference_samples(controls.ref, front.nerf.points_coarse, front.nerf.points_fine)
+    pivot = pivot_plane = None
+    if head_motion:
+        pivot = neck_pivot(geo.verts_world[0], models.face_model.keypoints)
+        on_plane = to_plane(models.face_model.project(models.face_model.to_camera(pivot[None, None]))[0, 0],
+                            FACE_FRAME)
+        pivot_plane = torch.cat([pivot.new_zeros(1), on_plane])
     return Reference(ws=ws, bg_latent=bg_latent, depths=front.nerf.depths, bg_feat=front.nerf.bg_feat,
                      coeffs=coeffs, controls=controls, image=front.img, official_indices=indices,
-                     fit_error_px=err)
+                     fit_error_px=err, pivot=pivot, pivot_plane=pivot_plane)
 
 
 def estimate_frame_bytes(g: Generator) -> int:
@@ -198,11 +221,20 @@ class FrameRenderer:
         self.index_cache: dict = {}  # sample-point set -> nearest control points (reused while the camera holds)
         self.parse_size = cfg.parse_size or models.parser.config.input_size
 
-    def driven_controls(self, exp: torch.Tensor) -> torch.Tensor:
-        """exp [B, 64] -> driven control points [B, N, 2] (reference coefficients with exp replaced)."""
+    def driven_controls(self, exp: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """exp [B, 64] (and head pose offsets [B, 3]) -> driven control points [B, N, 2] (reference coefficients
+        with exp replaced; with a pose, the face and head points turned about the neck pivot)."""
         b = exp.shape[0]
         coeffs = FaceCoeffs(**{k: v.expand(b, -1) for k, v in vars(self.ref.coeffs).items()}).replace(exp=exp)
-        return self.ref.controls.driven(self.models.face_model(coeffs).proj, self.cfg.vertex_stride)
+        face_model = self.models.face_model
+        if pose is None:
+            return self.ref.controls.driven(face_model(coeffs).proj, self.cfg.vertex_stride)
+        if self.ref.pivot is None:
+            raise ValueError("head poses need a reference made with head_motion=True")
+        verts = rotate_about_pivot(face_model(coeffs).verts_world, pose, self.ref.pivot)
+        proj = face_model.project(face_model.to_camera(verts))
+        head = turn_plane_points(self.ref.controls.head, pose, self.ref.pivot_plane)
+        return self.ref.controls.driven(proj, self.cfg.vertex_stride, head=head)
 
     def lipaint_pass(self, exp: torch.Tensor, cams: torch.Tensor):
         """Pass 1: LipaintNet styles, no deformation. Returns the synthesis output."""
@@ -216,10 +248,11 @@ class FrameRenderer:
         mouth = self.models.parser.mouth_mask(lip_img, size=self.parse_size)
         return torch.cat([1 - self.smoother(mouth[i:i + 1]) for i in range(mouth.shape[0])])
 
-    def final_pass(self, exp: torch.Tensor, cams: torch.Tensor, lip_feat: torch.Tensor, keep: torch.Tensor):
-        """Pass 2: identity styles, ray deformation of these frames, blended features."""
+    def final_pass(self, exp: torch.Tensor, cams: torch.Tensor, lip_feat: torch.Tensor, keep: torch.Tensor,
+                   pose: torch.Tensor | None = None):
+        """Pass 2: identity styles, ray deformation of these frames (head turned by ``pose``), blended features."""
         g, ref, cfg, b = self.models.generator, self.ref, self.cfg, exp.shape[0]
-        deformer = ControlPointDeformer(ref.controls.ref, self.driven_controls(exp), mode=cfg.deform_mode,
+        deformer = ControlPointDeformer(ref.controls.ref, self.driven_controls(exp, pose), mode=cfg.deform_mode,
                                         official_indices=ref.official_indices, index_cache=self.index_cache)
         hook = lambda f: blend_features(f, lip_feat, keep, cfg.blend_size, cfg.blend_mode,  # noqa: E731
                                         official=cfg.official_blend)
@@ -228,21 +261,24 @@ class FrameRenderer:
                            deform=deformer, feature_hook=hook)
 
     @torch.inference_mode()
-    def render(self, exp: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
-        """Consecutive frames: exp [B, 64], cams [B, 4, 4] -> images [B, 3, R, R] in [-1, 1]."""
-        if exp.shape[0] != cams.shape[0]:
-            raise ValueError(f"{exp.shape[0]} expressions for {cams.shape[0]} cameras")
+    def render(self, exp: torch.Tensor, cams: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """Consecutive frames: exp [B, 64], cams [B, 4, 4], optional head pose offsets [B, 3] -> images
+        [B, 3, R, R] in [-1, 1]."""
+        if exp.shape[0] != cams.shape[0] or (pose is not None and pose.shape[0] != exp.shape[0]):
+            raise ValueError(f"{exp.shape[0]} expressions for {cams.shape[0]} cameras"
+                             + ("" if pose is None else f" and {pose.shape[0]} poses"))
         lip = self.lipaint_pass(exp, cams)
         keep = self.keep_masks(lip.img)
-        return self.final_pass(exp, cams, lip.nerf.feat, keep).img
+        return self.final_pass(exp, cams, lip.nerf.feat, keep, pose).img
 
 
 def render_frames(models: TalkingModels, ref: Reference, exp: torch.Tensor, cams: torch.Tensor, cfg: LoopConfig,
-                  show_progress: bool = True, start: int = 0) -> Iterator[np.ndarray]:
+                  show_progress: bool = True, start: int = 0, pose: torch.Tensor | None = None) -> Iterator[np.ndarray]:
     """Render frames ``start..T-1`` in batches, yielding uint8 [R, R, 3] frames in order.
 
     Args:
         exp: [T, 64] expression per frame; cams: [T, 4, 4] camera per frame.
+        pose: [T, 3] head pose offsets turned by deformation (None: the head keeps the reference pose).
         start: first frame to render (resume). The mask smoother is warmed up on the preceding
             ``mask_window - 1`` frames (LipaintNet pass only), so a resumed run matches an uninterrupted one.
     """
@@ -257,4 +293,4 @@ def render_frames(models: TalkingModels, ref: Reference, exp: torch.Tensor, cams
     starts = range(start, exp.shape[0], batch)
     for s in progress(starts, desc="render frames", total=len(starts), enabled=show_progress, unit="batch"):
         e = slice(s, s + batch)
-        yield from from_tensor(renderer.render(exp[e], cams[e]))
+        yield from from_tensor(renderer.render(exp[e], cams[e], None if pose is None else pose[e]))

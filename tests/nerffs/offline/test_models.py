@@ -77,3 +77,29 @@ def test_offline_run_shows_the_face_speaking(tmp_path):
     assert figures["lipsync_r"] > 0.3 and abs(figures["lipsync_lag"]) <= 3, json.dumps(figures)
     assert "offline demo models" in read_metadata(out.video)["comment"]
     assert (tmp_path / "talk_sheet.png").is_file()
+
+
+def test_head_motion_turns_face_and_hair_and_pins_the_body(personal):
+    """With head motion by deformation the reference has a head group (hair, from the person mask above the
+    chin) that turns with the face about the neck pivot; the body and background points never move."""
+    import torch
+
+    from nerffs.talking.loop import FrameRenderer, LoopConfig, prepare_reference
+
+    g = personal.generator
+    cfg = LoopConfig(batch_size=2)
+    ref = prepare_reference(personal, g.mapping(torch.zeros(1, g.z_dim)), torch.zeros(1, g.cfg.nerf.z_dim_bg), cfg,
+                            head_motion=True)
+    ctl = ref.controls
+    assert ctl.n_head > 100 and ref.pivot is not None
+    renderer = FrameRenderer(personal, ref, cfg)
+    exp = ref.coeffs.exp.expand(3, -1)
+    pose = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.2, 0.05], [-0.2, 0.3, -0.15]])
+    driven = renderer.driven_controls(exp, pose)
+    body = slice(ctl.n_face + ctl.n_head, None)
+    assert torch.equal(driven[:, body], ctl.ref[:, body].expand(3, -1, -1))
+    assert torch.allclose(driven[0], renderer.driven_controls(exp[:1])[0], atol=1e-6)  # zero pose = no turn
+    head = slice(ctl.n_face, ctl.n_face + ctl.n_head)
+    for k in (1, 2):
+        assert float((driven[k, :ctl.n_face] - driven[0, :ctl.n_face]).norm(dim=-1).mean()) > 2e-3
+        assert float((driven[k, head] - driven[0, head]).norm(dim=-1).max()) > 1e-3
