@@ -40,11 +40,14 @@ logger = logging.getLogger(__name__)
 class FitConfig:
     """Options of :func:`fit_landmarks`; defaults are the official values NFS passes (spec-pipeline.md 4).
 
-    Presets (:meth:`preset`): ``'official'`` = the defaults (1000 rigid + 500 non-rigid iterations);
-    ``'fast'`` = 200 + 150 iterations with the same learning rates and weights, enough when starting from Deep3D
-    coefficients (already close) rather than from zero, about 4x quicker.
+    Presets (:meth:`preset`): ``'official'`` = the defaults (1000 rigid + 500 non-rigid iterations, the second
+    stage rendered with the photometric, reflectance and texture terms); ``'fast'`` = 200 + 150 landmark-only
+    iterations with the same learning rates and weights, enough when starting from Deep3D coefficients (already
+    close) rather than from zero, many times quicker.
     """
 
+    photometric: bool = True
+    """Callers that have the image render the second stage (:func:`fit_photometric`); False fits landmarks only."""
     rigid_iters: int = 1000
     """Stage 1 Adam steps on angle + trans (``first_rf_iters``)."""
     nonrigid_iters: int = 500
@@ -80,7 +83,7 @@ class FitConfig:
         if name == "official":
             return cls()
         if name == "fast":
-            return cls(rigid_iters=200, nonrigid_iters=150)
+            return cls(rigid_iters=200, nonrigid_iters=150, photometric=False)
         raise ValueError(f"unknown FitConfig preset {name!r}; use 'official' or 'fast'")
 
 
