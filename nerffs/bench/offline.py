@@ -10,7 +10,8 @@ then the output is measured with offline tools only:
 * lip sync: inner-lip opening from dlib landmarks on the output frames against the speech's frame energy,
   Pearson r at the best lag in +-10 frames (a proxy, not LSE), and the mean opening in silent frames;
 * time and peak memory of ``python -m scripts.talk`` on 6 s of speech, first run (fit + render, empty cache)
-  and cached rerun, in fresh processes.
+  and cached rerun, in fresh processes;
+* the render time per frame added by head motion, by deformation and by the camera.
 """
 from __future__ import annotations
 
@@ -156,4 +157,29 @@ def run(photos: int = 3, timing: bool = True, out_dir: str | os.PathLike | None 
         logger.info("offline benchmark %s: %s", name, figures)
     if timing:
         report["timing"] = measure_timing(work)
+        report["head_motion"] = measure_motion_cost()
     return report
+
+
+def measure_motion_cost(frames: int = 50, repeats: int = 2) -> dict[str, Any]:
+    """Per-frame render time of the offline loop without head motion, with it turned by deformation and by
+    the camera (same clip, cached fit and reference; median of ``repeats``). The deformation mode adds the
+    3DMM rotation and head points per frame; the camera mode moves the camera, so samples are matched to
+    control points again every frame."""
+    from nerffs.pipeline import TalkingHeadPipeline
+
+    work = Path(tempfile.mkdtemp(prefix="nerffs-motion-bench-"))
+    speech = synthesize_speech(work / "s.wav", seconds=frames / 25.0)
+    pipe = TalkingHeadPipeline.from_pretrained("offline")
+    pipe(example_photo(), speech, work / "warm.mp4", show_progress=False, pose="none")  # fit and cache once
+    out: dict[str, Any] = {"frames": frames}
+    for name, options in (("none", {"pose": "none"}), ("deform", {"pose": "audio", "head_motion": "deform"}),
+                          ("camera", {"pose": "audio", "head_motion": "camera"})):
+        times = []
+        for _ in range(repeats):
+            run = pipe(example_photo(), speech, work / f"{name}.mp4", show_progress=False, **options)
+            times.append(run.timings["render"] / run.num_frames)
+        out[f"{name}_s_per_frame"] = float(np.median(times))
+    out["deform_added_s_per_frame"] = out["deform_s_per_frame"] - out["none_s_per_frame"]
+    out["camera_added_s_per_frame"] = out["camera_s_per_frame"] - out["none_s_per_frame"]
+    return out

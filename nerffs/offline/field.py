@@ -98,6 +98,23 @@ def _chain_at(chain: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return z0 + t * (z1 - z0)
 
 
+def _nonzero_box(motion: torch.Tensor) -> torch.Tensor:
+    """[[y_min, z_min], [y_max, z_max]] NDC box of the grid cells where any motion [K, 3, G, G] is non-zero."""
+    g = motion.shape[-1]
+    rows, cols = torch.nonzero(motion.abs().amax(dim=(0, 1)) > 0, as_tuple=True)
+    if rows.numel() == 0:
+        return torch.zeros(2, 2)
+    y = (torch.stack([cols.min(), cols.max() + 1]).float() / g) * 2 - 1
+    z = 1 - (torch.stack([rows.max() + 1, rows.min()]).float() / g) * 2
+    return torch.stack([torch.stack([y[0], z[0]]), torch.stack([y[1], z[1]])])
+
+
+def _in_box(points: torch.Tensor, box: torch.Tensor, margin: float) -> torch.Tensor:
+    """[N] bool: points [N, 2] inside ``box`` [[lo], [hi]] widened by ``margin``."""
+    lo, hi = box[0].to(points) - margin, box[1].to(points) + margin
+    return ((points >= lo) & (points <= hi)).all(dim=-1)
+
+
 def _ramp(x: torch.Tensor, width: float) -> torch.Tensor:
     return (x / width).clamp(0.0, 1.0)
 
@@ -122,6 +139,7 @@ class PortraitField(nn.Module):
         self.register_buffer("lower_motion", torch.from_numpy(portrait.chain_motion(portrait.lips_lower)).float())
         self.mouth_width = float(abs(ndc[portrait.outer_upper[-1], 0] - ndc[portrait.outer_upper[0], 0]))
         self.cell = 2.0 / g
+        self.register_buffer("motion_box", _nonzero_box(self.motion))
 
     def forward(self, p: torch.Tensor, ws: torch.Tensor, grid: tuple[int, int, int] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,21 +161,46 @@ class PortraitField(nn.Module):
         return sigma[..., None], out
 
     def _expression(self, ndc: torch.Tensor, exp: torch.Tensor):
-        """Warp and mouth interior for expression ``exp`` [B, K] at NDC points [B, N, 2]."""
+        """Warp and mouth interior for expression ``exp`` [B, K] at NDC points [B, N, 2].
+
+        Only points that can be affected are computed: the warp inside the box where the photo's expression
+        motion is non-zero (widened by this expression's largest displacement), the interior inside the box of
+        the driven inner lips; everywhere else the result is exactly the identity (no motion, no interior).
+        """
         delta = exp - self.e0.to(exp.dtype)
         motion = torch.einsum("bk,kchw->bchw", delta, self.motion.to(exp.dtype))
-        q = ndc
-        for _ in range(self.cfg.warp_iterations):
-            q = ndc - _sample(motion[:, :2], q)
-        dx = _sample(motion[:, 2:], q)[..., 0]
-        uv, dark, teeth, closed = self._interior(ndc, q, delta)
+        q, dx = ndc.clone(), torch.zeros_like(ndc[..., 0])
+        uv, dark, teeth, closed = q.clone(), torch.zeros_like(dx), torch.zeros_like(dx), torch.ones_like(dx)
+        for i in range(len(ndc)):
+            reach = float(motion[i, :2].abs().amax()) + self.cell
+            sel = _in_box(ndc[i], self.motion_box, reach).nonzero()[:, 0]
+            if len(sel):
+                p = ndc[i, sel][None]
+                w = p
+                for _ in range(self.cfg.warp_iterations):
+                    w = p - _sample(motion[i:i + 1, :2], w)
+                q[i, sel], dx[i, sel] = w[0], _sample(motion[i:i + 1, 2:], w)[0, :, 0]
+            up, low = self._driven_lips(delta[i:i + 1])
+            lips = torch.cat([up[0], low[0]])
+            box = torch.stack([lips.amin(0), lips.amax(0)])
+            sel = _in_box(ndc[i], box, 2 * self.cell).nonzero()[:, 0]
+            uv[i] = q[i]
+            if len(sel):
+                parts = self._interior(ndc[i, sel][None], q[i, sel][None], up, low)
+                for out, part in zip((uv, dark, teeth, closed), parts):
+                    out[i, sel] = part[0]
         return q, uv, dx, dark, teeth, closed
 
-    def _interior(self, ndc: torch.Tensor, q: torch.Tensor, delta: torch.Tensor):
-        """Texture coordinates and cavity / teeth weights between the driven inner lips."""
+    def _driven_lips(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inner-lip chains [B, n, 2] of the expression offsets ``delta`` [B, K]."""
+        up = self.upper.to(delta.dtype) + torch.einsum("bk,knc->bnc", delta, self.upper_motion.to(delta.dtype))
+        low = self.lower.to(delta.dtype) + torch.einsum("bk,knc->bnc", delta, self.lower_motion.to(delta.dtype))
+        return up, low
+
+    def _interior(self, ndc: torch.Tensor, q: torch.Tensor, up: torch.Tensor, low: torch.Tensor):
+        """Texture coordinates and cavity / teeth / closed-copy weights between the driven inner lips
+        ``up`` / ``low`` [B, n, 2], at points ``ndc`` (driven) warped to ``q`` (photo) [B, N, 2]."""
         up0, low0 = self.upper.to(ndc.dtype), self.lower.to(ndc.dtype)
-        up = up0 + torch.einsum("bk,knc->bnc", delta, self.upper_motion.to(ndc.dtype))
-        low = low0 + torch.einsum("bk,knc->bnc", delta, self.lower_motion.to(ndc.dtype))
         y, z = ndc[..., 0], ndc[..., 1]
         left, right = up[:, :1, 0], up[:, -1:, 0]
         s = (y - left) / (right - left).clamp_min(1e-6)
