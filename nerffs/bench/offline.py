@@ -158,6 +158,8 @@ def run(photos: int = 3, timing: bool = True, out_dir: str | os.PathLike | None 
     if timing:
         report["timing"] = measure_timing(work)
         report["head_motion"] = measure_motion_cost()
+    if out_dir is not None:
+        report["head_motion_sheet"] = str(head_motion_sheet(work / "head_motion_sheet.png"))
     return report
 
 
@@ -183,3 +185,28 @@ def measure_motion_cost(frames: int = 50, repeats: int = 2) -> dict[str, Any]:
     out["deform_added_s_per_frame"] = out["deform_s_per_frame"] - out["none_s_per_frame"]
     out["camera_added_s_per_frame"] = out["camera_s_per_frame"] - out["none_s_per_frame"]
     return out
+
+
+def head_motion_sheet(path: str | os.PathLike, pose_scale: float = 1.0) -> Path:
+    """The README's head-motion figure: the example with speech-driven head motion (offline models, turned by
+    deformation): frames where the head is turned furthest, and a map of how much each pixel moves over the
+    clip (mean absolute change from frame 0), which shows the head moving and the body and background still."""
+    from nerffs.pipeline import TalkingHeadPipeline
+    from nerffs.render.sheet import contact_sheet, write_contact_sheet
+
+    work = Path(tempfile.mkdtemp(prefix="nerffs-motion-sheet-"))
+    speech = synthesize_speech(work / "s.wav", text=EXAMPLE_TEXT)
+    pipe = TalkingHeadPipeline.from_pretrained("offline")
+    out = pipe(example_photo(), speech, work / "talk.mp4", transcript=EXAMPLE_TEXT, show_progress=False,
+               pose="audio", head_motion="deform", pose_scale=pose_scale)
+    frames = read_frames(out.video)
+    pose = out.pose.cpu().numpy()
+    picks = sorted({0, *(int(np.argmax(sign * pose[:, axis])) for axis in (0, 1, 2) for sign in (1, -1))})
+    change = np.abs(frames.astype(np.float32) - frames[:1]).mean(axis=(0, 3))
+    heat = np.clip(change / max(float(np.percentile(change, 99.5)), 1e-6), 0, 1)
+    heat_rgb = (np.stack([heat, heat ** 2, 0.2 + 0.0 * heat], -1) * 255).astype(np.uint8)
+    labels = [f"frame {i}: p{pose[i, 0]:+.2f} y{pose[i, 1]:+.2f} r{pose[i, 2]:+.2f}" for i in picks]
+    sheet = contact_sheet([frames[i] for i in picks] + [heat_rgb], [],
+                          "nerffs - offline demo models - speech-driven head motion (turned by deformation), "
+                          "pose in rad; last: mean pixel change over the clip", frame_labels=labels + ["motion map"])
+    return write_contact_sheet(path, sheet)
