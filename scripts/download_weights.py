@@ -2,13 +2,15 @@
 
 Usage::
 
-    python -m scripts.download_weights sadtalker deep3d            # download (resumable, sha256-verified)
+    python -m scripts.download_weights sadtalker deep3d            # download (resumable, verified, sha256 recorded)
     python -m scripts.download_weights stylenerf_ffhq512 --accept-licence stylenerf_ffhq512 --convert
     python -m scripts.download_weights --feature audio2exp --feature deep3d     # default asset per feature
-    python -m scripts.download_weights --check                      # present / valid / missing / corrupt
+    python -m scripts.download_weights --check                      # valid / present / changed / missing / corrupt
+    python -m scripts.download_weights lipaintnet --check --forget-checksum lipaintnet   # accept a replaced file
     python -m scripts.download_weights --list
 
-Exit status: 0 success, 1 an asset failed (or --check found a corrupt file, or a named asset missing), 2 usage.
+Exit status: 0 success, 1 an asset failed (or --check found a corrupt or changed file, or a named asset missing),
+2 usage.
 """
 from __future__ import annotations
 
@@ -20,8 +22,14 @@ from collections.abc import Sequence
 EPILOG = """\
 The weights directory is --dir, else $NERFFS_WEIGHTS, else ~/.cache/nerffs/weights; every asset has a fixed
 relative path in it (see --list). Downloads go to <file>.part, resume after dropped connections with HTTP Range
-requests, are checked against the published size / SHA-256 (or, where none is published, must read in their
-format) and are then renamed into place, so a file at its final path is always complete.
+requests, and are renamed into place only after the checks below, so a file at its final path is always complete.
+
+Checks: the published size where one is known (SadTalker bundle) and the published SHA-256 prefix in the file
+name of the torchvision files; no other file has a published checksum, so every file must also read in its
+format (safetensors header, zip CRCs, .mat, StyleNeRF pickle structure; no code from a file runs). The SHA-256
+of each file is recorded in <dir>/checksums.json on its first download (or its first --check when it was placed
+by hand) and printed; every later download and --check compares against it and reports a changed file in one
+line with the fix (re-download with --force, or accept the new file with --forget-checksum NAME --check NAME).
 
 Assets under non-commercial or registration terms (StyleNeRF CC-BY-NC, BFM09, SyncNet/Wav2Lip evaluation,
 BiSeNet trained on CelebAMask-HQ) are refused unless you pass --accept-licence NAME for each; their terms are
@@ -32,8 +40,8 @@ the path shown and run --check. Offline, a download fails with the URL to fetch 
 <stem>.safetensors; .mat and .safetensors are used as they are); loaders then prefer the converted files.
 Without NAMES, --convert converts every asset already present.
 
---check exits 1 when a file is corrupt, when a NAME you gave is missing, or when a --feature you gave has no
-usable asset; missing optional assets alone (e.g. the evaluation networks) do not fail a plain --check."""
+--check exits 1 when a file is corrupt or changed, when a NAME you gave is missing, or when a --feature you gave
+has no usable asset; missing optional assets alone (e.g. the evaluation networks) do not fail a plain --check."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror", action="append", default=[], metavar="URL",
                         help="base URL holding the weights-directory layout, tried before the official URLs "
                              "(repeatable)")
-    parser.add_argument("--check", action="store_true", help="report each asset as valid/present/missing/corrupt "
-                                                             "and which features are available")
-    parser.add_argument("--no-verify", action="store_true", help="with --check: compare sizes only (no hashing)")
+    parser.add_argument("--check", action="store_true",
+                        help="report each asset as valid/present/changed/missing/corrupt and which features are "
+                             "available; records the SHA-256 of files not yet in <dir>/checksums.json")
+    parser.add_argument("--no-verify", action="store_true", help="with --check: compare sizes only (no hashing, "
+                                                                 "nothing recorded)")
+    parser.add_argument("--forget-checksum", action="append", default=[], metavar="NAME", dest="forget",
+                        help="drop the recorded SHA-256 of asset NAME (repeatable; 'all' for every asset) before "
+                             "anything else, so the next download or --check records the file anew")
     parser.add_argument("--convert", action="store_true", help="convert to safetensors next to the originals")
     parser.add_argument("--force", action="store_true", help="download / convert again even if present")
     parser.add_argument("--list", action="store_true", help="list the registry and exit")
@@ -84,7 +97,7 @@ def _select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[s
 
     names = list(REGISTRY) if "all" in args.names else list(args.names)
     try:
-        for name in [*names, *args.accept]:
+        for name in [*names, *args.accept, *(n for n in args.forget if n != "all")]:
             lookup(name)
         providers = names_for_features(args.feature)
     except InputError as exc:
@@ -108,9 +121,9 @@ def _print_list() -> None:
 
 
 def _run_check(args: argparse.Namespace, names: list[str]) -> int:
-    from nerffs.weights import FEATURES, available_features, check, weights_dir
+    from nerffs.weights import FEATURES, available_features, check, ledger_path, weights_dir
 
-    statuses = check(args.dir, verify_hash=not args.no_verify, names=names or None)
+    statuses = check(args.dir, verify_hash=not args.no_verify, names=names or None, record_new=not args.no_verify)
     print(f"weights directory: {weights_dir(args.dir)}")
     print(f"{'NAME':<24} {'STATE':<8} {'FEATURES':<18} PATH")
     for s in statuses:
@@ -118,13 +131,17 @@ def _run_check(args: argparse.Namespace, names: list[str]) -> int:
     for s in statuses:
         if s.state != "valid":
             print(f"  {s.name}: {s.detail}")
+    for s in statuses:
+        if s.newly_recorded:
+            print(f"{s.name}: sha256 {s.sha256} recorded in {ledger_path(args.dir)} (first check)")
     features = available_features(statuses)
     print("available features: " + (", ".join(f for f, ok in features.items() if ok) or "none"))
     for feature, ok in features.items():
         if not ok:
             print(f"  unavailable: {feature} ({FEATURES.get(feature, '')})")
     named = set() if "all" in args.names else set(args.names)
-    failed = [s.name for s in statuses if s.state == "corrupt" or (s.name in named and s.state == "missing")]
+    failed = [s.name for s in statuses
+              if s.state in ("corrupt", "changed") or (s.name in named and s.state == "missing")]
     failed += [f for f in args.feature if not features.get(f, False)]
     return 1 if failed else 0
 
@@ -136,14 +153,20 @@ def _error(exc: BaseException) -> None:
 
 def _fetch_and_convert(args: argparse.Namespace, names: list[str]) -> int:
     from nerffs.errors import NerffsError
-    from nerffs.weights import convert, download
+    from nerffs.weights import REGISTRY, convert, download, ledger_path, read_ledger
 
     status = 0
     for name in names:
         try:
+            known = read_ledger(args.dir).get(REGISTRY[name].filename)
             path = download(name, args.dir, accept_licences=args.accept, mirrors=args.mirror, timeout=args.timeout,
                             show_progress=not args.quiet, retries=args.retries, force=args.force)
+            entry = read_ledger(args.dir).get(REGISTRY[name].filename)
             print(f"{name}: {path}")
+            if entry is not None:
+                how = (f"matches the one recorded {known.recorded}" if known is not None
+                       else f"recorded in {ledger_path(args.dir)}")
+                print(f"{name}: sha256 {entry.sha256} ({how})")
             if args.convert:
                 converted = convert(name, args.dir, force=args.force)
                 print(f"{name}: converted -> {converted}" if converted else f"{name}: used as it is")
@@ -170,6 +193,16 @@ def _convert_present(args: argparse.Namespace) -> int:
     return status
 
 
+def _forget(args: argparse.Namespace) -> None:
+    from nerffs.weights import REGISTRY, forget, ledger_path
+
+    assets = list(REGISTRY.values()) if "all" in args.forget else [REGISTRY[n] for n in args.forget]
+    dropped = forget(assets, args.dir)
+    for asset in assets:
+        state = "dropped" if asset.name in dropped else "had no record"
+        print(f"{asset.name}: recorded sha256 {state} ({ledger_path(args.dir)})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the tool; returns the process exit status (0 ok, 1 an asset failed, 2 usage)."""
     parser = build_parser()
@@ -178,16 +211,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         _print_list()
         return 0
-    names = _select(args, parser)
-    if args.retries < 0 or args.timeout <= 0:
-        parser.error("--retries must be >= 0 and --timeout > 0")
-    if args.check:
-        return _run_check(args, names)
-    if not names and args.convert:
-        return _convert_present(args)
-    if not names:
-        parser.error("nothing to do: name assets (or 'all', or --feature F), or use --check / --list / --convert")
-    return _fetch_and_convert(args, names)
+    from nerffs.errors import NerffsError
+
+    try:  # the checksum ledger may be unreadable: one line, no traceback
+        names = _select(args, parser)
+        if args.retries < 0 or args.timeout <= 0:
+            parser.error("--retries must be >= 0 and --timeout > 0")
+        if not (names or args.check or args.convert or args.forget):
+            parser.error("nothing to do: name assets (or 'all', or --feature F), or use --check / --list / "
+                         "--convert / --forget-checksum")
+        if args.forget:
+            _forget(args)
+        if args.check:
+            return _run_check(args, names)
+        if not names and args.convert:
+            return _convert_present(args)
+        return _fetch_and_convert(args, names) if names else 0
+    except NerffsError as exc:
+        _error(exc)
+        return 1
 
 
 if __name__ == "__main__":

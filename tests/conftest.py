@@ -2,37 +2,44 @@
 
 Markers (registered here because the fixed top level has no pyproject.toml):
 
-* ``cuda``: needs a CUDA device; skipped cleanly when ``torch.cuda.is_available()`` is false.
+* ``cuda``: needs a CUDA device; skipped cleanly when ``torch.cuda.is_available()`` is false, with a reason
+  that says how to run them (``pytest -m cuda`` on a GPU machine with the CUDA build of the pinned torch).
 * ``weights(*names)``: needs official weight files (names relative to the weights directory,
   ``$NERFFS_WEIGHTS`` or ``~/.cache/nerffs/weights``); skipped when any is missing.
 * ``slow``: takes more than a few seconds on 2 CPU cores; runs by default, deselect with ``-m "not slow"``.
+
+Fixtures beyond the usual: ``official_files`` (session) writes a complete weights directory of synthetic files
+in every official format (``tests/official_files.py``) for tests of the official-weights path.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from nerffs.weights import weights_dir  # the library's rule: $NERFFS_WEIGHTS, else ~/.cache/nerffs/weights
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one; run them with "
+                                       "`pytest -m cuda` on a GPU machine with the CUDA build of torch)")
     config.addinivalue_line("markers", "weights(*names): needs official weight files (skipped when absent)")
     config.addinivalue_line("markers", "slow: slow on CPU; deselect with -m 'not slow'")
 
 
-def weights_dir() -> Path:
-    """The directory official weights are looked up in (same rule as the library's registry)."""
-    return Path(os.environ.get("NERFFS_WEIGHTS", Path.home() / ".cache" / "nerffs" / "weights")).expanduser()
+CUDA_SKIP_REASON = (f"needs a CUDA device: run `pytest -m cuda` on a machine with a GPU and the CUDA build of "
+                    f"torch=={torch.__version__.split('+')[0]} (pip install torch=={torch.__version__.split('+')[0]} "
+                    "--index-url https://download.pytorch.org/whl/cu128)")
+"""Why ``cuda`` tests skip here, and how to run them."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     has_cuda = torch.cuda.is_available()
     for item in items:
         if item.get_closest_marker("cuda") is not None and not has_cuda:
-            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+            item.add_marker(pytest.mark.skip(reason=CUDA_SKIP_REASON))
         marker = item.get_closest_marker("weights")
         if marker is not None:
             missing = [n for n in marker.args if not (weights_dir() / n).exists()]
@@ -83,5 +90,14 @@ def single_thread():
 @pytest.fixture
 def cuda_device() -> torch.device:
     if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
+        pytest.skip(CUDA_SKIP_REASON)
     return torch.device("cuda")
+
+
+@pytest.fixture(scope="session")
+def official_files(tmp_path_factory):
+    """A complete weights directory of synthetic files in every official format at the registry's paths
+    (``tests/official_files.py``; about 170 MB, written once per session in about 2 s)."""
+    from tests.official_files import build_official_dir
+
+    return build_official_dir(tmp_path_factory.mktemp("official_weights"))

@@ -168,3 +168,55 @@ def test_feature_download_skips_features_already_present(tmp_path):
     assert res.returncode == 2 and "nothing to do" in res.stderr
     res = run_cli("--feature", "bfm", "--dir", str(tmp_path), "-q")  # default provider: manual-only asset
     assert res.returncode == 1 and "bfm_front" in res.stderr and "bfm09_fitting" not in res.stderr
+
+
+def test_sha256_is_printed_recorded_and_a_changed_file_reported(static_server, tmp_path):
+    import hashlib
+    import json
+
+    base, served = static_server
+    source = served / REGISTRY["audio2exp_pth"].filename
+    source.parent.mkdir(parents=True)
+    torch.save({"model": {"w": torch.randn(4)}, "epoch": 300}, source)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    root = tmp_path / "weights"
+    args = ("--dir", str(root), "--mirror", base, "-q", "--timeout", "10")
+    res = run_cli("audio2exp_pth", *args)  # first download: printed and recorded
+    assert res.returncode == 0, res.stderr
+    assert f"audio2exp_pth: sha256 {digest} (recorded in {root / 'checksums.json'})" in res.stdout
+    ledger = json.loads((root / "checksums.json").read_text())
+    entry = ledger["files"][REGISTRY["audio2exp_pth"].filename]
+    assert entry["sha256"] == digest and entry["source"] == f"{base}/{REGISTRY['audio2exp_pth'].filename}"
+    res = run_cli("--check", "audio2exp_pth", "--dir", str(root))  # later check: compared, nothing new
+    assert res.returncode == 0 and "matches the one recorded" in res.stdout and "first check" not in res.stdout
+    target = asset_path("audio2exp_pth", root)
+    torch.save({"model": {"w": torch.zeros(4)}, "epoch": 301}, target)  # replaced behind our back
+    res = run_cli("--check", "--dir", str(root))
+    assert res.returncode == 1 and _rows(res.stdout)["audio2exp_pth"] == "changed"
+    detail = [line for line in res.stdout.splitlines() if line.startswith("  audio2exp_pth:")]
+    assert len(detail) == 1 and str(target) in detail[0] and "--force" in detail[0]
+    res = run_cli("audio2exp_pth", *args)  # a plain download does not overwrite it: one line with the fix
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1 and str(target) in lines[0] and "--forget-checksum" in lines[0]
+    res = run_cli("audio2exp_pth", "--force", *args)  # the fix: the original again, matching the record
+    assert res.returncode == 0, res.stderr
+    assert target.read_bytes() == source.read_bytes() and "matches the one recorded" in res.stdout
+
+
+def test_first_check_of_a_placed_file_prints_and_records_it(tmp_path):
+    import hashlib
+
+    good = asset_path("lipaintnet", tmp_path)
+    good.parent.mkdir(parents=True)
+    torch.save({"model_state_dict": {"fc1.weight": torch.zeros(2, 2)}}, good)
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    res = run_cli("--check", "lipaintnet", "--dir", str(tmp_path))
+    assert res.returncode == 0 and f"lipaintnet: sha256 {digest} recorded in" in res.stdout
+    torch.save({"model_state_dict": {"fc1.weight": torch.ones(2, 2)}}, good)  # replaced on purpose
+    assert run_cli("--check", "lipaintnet", "--dir", str(tmp_path)).returncode == 1
+    res = run_cli("lipaintnet", "--check", "--forget-checksum", "lipaintnet", "--dir", str(tmp_path))
+    new = hashlib.sha256(good.read_bytes()).hexdigest()
+    assert res.returncode == 0 and "recorded sha256 dropped" in res.stdout and f"sha256 {new} recorded" in res.stdout
+    (tmp_path / "checksums.json").write_text("garbage")
+    res = run_cli("--check", "--dir", str(tmp_path))
+    assert res.returncode == 1 and res.stderr.strip().count("\n") == 0 and "checksums.json" in res.stderr

@@ -46,8 +46,8 @@ def read_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: 
         else:
             state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that needs code execution
-        raise CheckpointError(f"{what} at {p} is unreadable or unsafe ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); re-download it") from exc
+        raise CheckpointError(f"{what} at {p} is unreadable or unsafe ({_load_failure(exc)}); re-download it") \
+            from exc
     if key is not None:
         if not isinstance(state, Mapping) or key not in state:
             keys = list(state)[:8] if isinstance(state, Mapping) else type(state).__name__
@@ -61,6 +61,23 @@ def read_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: 
         if not out:
             raise CheckpointError(f"{what} at {p} has no tensors under prefix {prefix!r}; is it the right file?")
     return out
+
+
+def _load_failure(exc: BaseException) -> str:
+    """The reason a file failed to load, in a few words.
+
+    torch's weights-only refusal opens with a generic paragraph that suggests ``weights_only=False`` (which
+    would run code from the file); only the unpickler's own reason after ``WeightsUnpickler error:`` is kept.
+    Other messages are cut at their first sentence.
+    """
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        reason = next((line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()), "")
+        return f"the safe loader refused it: {reason[:160] or type(exc).__name__}; not a plain tensor checkpoint"
+    first = text.splitlines()[0] if text else ""
+    first = first.split(". ", 1)[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def safetensors_keys(path: str | os.PathLike) -> list[str]:

@@ -1,8 +1,10 @@
 """Verified, resumable downloads of registry assets (standard library HTTP only).
 
 A download goes to ``<target>.part``; a dropped connection is resumed with an HTTP ``Range`` request (a server
-that ignores Range restarts the file); the finished ``.part`` is checked (size, SHA-256, else readability) and only
-then renamed onto the target with ``os.replace``, so the target is never half-written. Sources are the
+that ignores Range restarts the file); the finished ``.part`` is checked (published size and SHA-256 where the
+registry has them, the SHA-256 recorded in the checksum ledger at an earlier download, and readability in its
+format) and only then renamed onto the target with ``os.replace``, so the target is never half-written; its
+SHA-256 is then recorded in the ledger (``nerffs.weights.ledger``) if it was not yet. Sources are the
 ``mirrors`` (base URLs holding the weights-directory layout) followed by the registry's URLs, tried in order.
 Assets under non-commercial or registration terms are refused before any request is made unless their name is
 in ``accept_licences``.
@@ -23,9 +25,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nerffs.errors import NerffsError, WeightsMissingError
+from nerffs.weights.ledger import Record, forget_hint, lookup_record, mismatch_reason, record
 from nerffs.weights.paths import cli_command, missing_message, weights_dir
 from nerffs.weights.registry import Asset, lookup
-from nerffs.weights.verify import file_state, readable, sha256_of
+from nerffs.weights.verify import USABLE_STATES, inspect_file, published_mismatch, readable, sha256_of
 
 LOG = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ class DownloadError(NerffsError, OSError):
 
 
 class ChecksumError(DownloadError):
-    """A downloaded file does not match its published size or checksum, or does not read in its format."""
+    """A downloaded or present file does not match its published size or checksum or its recorded checksum, or
+    does not read in its format."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class SourceFailure:
     url: str
     """The source."""
     kind: str
-    """'unreachable' (no connection), 'http' (error status), 'dropped' (too many drops) or 'checksum'."""
+    """'unreachable' (no connection), 'http' (error status), 'dropped' (too many drops), 'checksum' (not the
+    published file, or unreadable) or 'changed' (not the file recorded in the ledger)."""
     reason: str
     """One-line explanation."""
 
@@ -199,23 +204,20 @@ def _fetch(url: str, part: Path, expected_size: int | None, *, timeout: float, r
         LOG.warning("%s: %s at %d B; resuming (%d/%d)", desc, reason, got, drops, retries)
 
 
-def _verify_download(asset: Asset, part: Path, url: str) -> None:
-    """Check a finished ``.part``; on failure delete it and raise ``_SourceFailed('checksum')``."""
-    size = part.stat().st_size
-    problem = None
-    if asset.size is not None and size != asset.size:
-        problem = f"size {size} B, expected {asset.size} B"
-    elif asset.sha256 is not None or asset.sha256_prefix is not None:
-        digest = sha256_of(part)
-        expected = asset.sha256 or asset.sha256_prefix or ""
-        if not digest.startswith(expected):
-            problem = f"sha256 {digest} does not match the expected {expected}"
-    else:
+def _verify_download(asset: Asset, part: Path, url: str, recorded: Record | None) -> str:
+    """Check a finished ``.part``; returns its SHA-256. On failure delete it and raise ``_SourceFailed``."""
+    digest = sha256_of(part)
+    kind, problem = "checksum", published_mismatch(asset, part.stat().st_size, digest)
+    if problem is None:
         ok, detail = readable(part, Path(asset.filename).suffix)
         problem = None if ok else detail
+    if problem is None and recorded is not None and recorded.sha256 != digest:
+        kind, problem = "changed", mismatch_reason(asset, recorded, digest, url)
     if problem is not None:
         part.unlink(missing_ok=True)
-        raise _SourceFailed(SourceFailure(url, "checksum", f"download from {url} is corrupt: {problem}"))
+        reason = problem if kind == "changed" else f"download from {url} is corrupt: {problem}"
+        raise _SourceFailed(SourceFailure(url, kind, reason))
+    return digest
 
 
 # ---- public ----------------------------------------------------------------------------------------------------------
@@ -227,9 +229,10 @@ def _final_error(asset: Asset, target: Path, failures: list[SourceFailure],
         return DownloadError(f"cannot reach {hosts} (offline? {reason}); to install {asset.name} by hand, "
                              f"{asset.manual} and place it at {target}, then run `{cli_command(['--check'], root)}`")
     summary = "; ".join(f.reason for f in failures)
-    if any(f.kind == "checksum" for f in failures):
+    if any(f.kind in ("checksum", "changed") for f in failures):
+        hint = f"; {forget_hint(asset, root)}" if any(f.kind == "changed" for f in failures) else ""
         return ChecksumError(f"could not download {asset.name}: {summary}; the bad data was deleted and nothing "
-                             f"was written to {target}")
+                             f"was written to {target}{hint}")
     return DownloadError(f"could not download {asset.name}: {summary}")
 
 
@@ -238,7 +241,9 @@ def download(name: str, root: str | os.PathLike | None = None, *, accept_licence
              force: bool = False, registry: Mapping[str, Asset] | None = None) -> Path:
     """Download asset ``name`` into the weights directory, verified and atomically.
 
-    An existing file that verifies (or cannot be verified) is kept; a corrupt one is downloaded again.
+    An existing file that verifies (or cannot be verified) is kept; a corrupt one is downloaded again; one that
+    differs from the SHA-256 recorded in the checksum ledger is reported (``ChecksumError``) and left alone unless
+    ``force``. The SHA-256 of a file the ledger does not know yet is recorded there.
 
     Args:
         name: registry name.
@@ -257,17 +262,24 @@ def download(name: str, root: str | os.PathLike | None = None, *, accept_licence
     Raises:
         LicenceNotAcceptedError: restricted terms not accepted (raised before any request or file write).
         WeightsMissingError: no direct URL exists; the message says how to get the file by hand.
-        ChecksumError: every source that answered delivered a corrupt file (nothing is left at the target).
+        ChecksumError: every source that answered delivered a corrupt file or one whose SHA-256 differs from the
+            recorded one (nothing is left at the target); or the file present changed since it was recorded.
+        LedgerError: the checksum ledger exists but is unreadable.
         DownloadError: offline, HTTP errors, or too many dropped connections (a ``.part`` is kept to resume).
     """
     asset = lookup(name, registry)
     target = weights_dir(root) / asset.filename
+    recorded = lookup_record(asset, root)
     if target.is_file() and not force:
-        state, detail = file_state(asset, target)
-        if state != "corrupt":
-            LOG.info("%s: already at %s (%s)", name, target, detail)
+        found = inspect_file(asset, target, root=root, recorded=recorded)
+        if found.state == "changed":  # maybe replaced on purpose: never overwrite it without being asked
+            raise ChecksumError(found.detail)
+        if found.state in USABLE_STATES:
+            LOG.info("%s: already at %s (%s)", name, target, found.detail)
+            if recorded is None and found.sha256 is not None:
+                record(asset, root, found.sha256, target.stat().st_size, "found in place")
             return target
-        LOG.warning("%s: %s is corrupt (%s); downloading it again", name, target, detail)
+        LOG.warning("%s: %s is corrupt (%s); downloading it again", name, target, found.detail)
     urls = sources(asset, mirrors)
     if not urls:
         raise WeightsMissingError(missing_message(asset, root))
@@ -280,12 +292,16 @@ def download(name: str, root: str | os.PathLike | None = None, *, accept_licence
         LOG.info("%s: downloading %s", name, url)
         try:
             _fetch(url, part, asset.size, timeout=timeout, retries=retries, show_progress=show_progress, desc=name)
-            _verify_download(asset, part, url)
+            digest = _verify_download(asset, part, url, recorded)
         except _SourceFailed as exc:
             LOG.info("%s", exc.failure.reason)  # the final error sums up every source
             failures.append(exc.failure)
             continue
         os.replace(part, target)
-        LOG.info("%s: saved %s", name, target)
+        LOG.info("%s: saved %s (sha256 %s)", name, target, digest)
+        if recorded is None:
+            record(asset, root, digest, target.stat().st_size, url)
+        else:
+            LOG.info("%s: sha256 matches the one recorded %s", name, recorded.recorded)
         return target
     raise _final_error(asset, target, failures, root)

@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from nerffs.errors import CheckpointError, WeightsMissingError
-from nerffs.weights import (DEFAULT_PROVIDERS, FEATURES, REGISTRY, Asset, ChecksumError, DownloadError,
+from nerffs.weights import (DEFAULT_PROVIDERS, FEATURES, REGISTRY, Asset, ChecksumError, DownloadError, LedgerError,
                             LicenceNotAcceptedError, asset_path, available_features, check, convert, download,
-                            fetch_command, missing, resolve, weights_dir)
+                            fetch_command, forget, ledger_path, missing, read_ledger, resolve, weights_dir)
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -371,6 +371,93 @@ def test_truncated_safetensors_is_corrupt(tmp_path):
     data = (tmp_path / "s.safetensors").read_bytes()
     (tmp_path / "s.safetensors").write_bytes(data[:-8])
     assert check(tmp_path, registry=reg)[0].state == "corrupt"
+
+
+# ---- checksum ledger -------------------------------------------------------------------------------------------------
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_first_download_records_sha256_and_later_downloads_must_match(http_server, tmp_path):
+    data = payload(seed=20)
+    http_server.files["/m.bin"] = Served(data)
+    reg = {"m": make_asset("m", "sub/m.bin", (http_server.url("m.bin"),), with_hash=False)}  # nothing published
+    path = download("m", tmp_path, registry=reg, timeout=5, show_progress=False)
+    rec = read_ledger(tmp_path)["sub/m.bin"]
+    assert (rec.asset, rec.sha256, rec.size, rec.source) == ("m", _sha(data), len(data), http_server.url("m.bin"))
+    assert ledger_path(tmp_path) == tmp_path / "checksums.json"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # atomic write left no temp file
+    # The source now serves other bytes: a forced re-download is refused and the recorded file is kept.
+    http_server.files["/m.bin"] = Served(data, wrong=True)
+    with pytest.raises(ChecksumError) as info:
+        download("m", tmp_path, registry=reg, timeout=5, show_progress=False, force=True)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert _sha(data)[:16] in message and "sub/m.bin" in message and f"--forget-checksum m --dir {tmp_path}" in message
+    assert path.read_bytes() == data and no_partials(tmp_path)
+    # Accepting the change: forget the record, download again, the new checksum is recorded.
+    assert forget([reg["m"]], tmp_path) == ["m"] and "sub/m.bin" not in read_ledger(tmp_path)
+    download("m", tmp_path, registry=reg, timeout=5, show_progress=False, force=True)
+    assert read_ledger(tmp_path)["sub/m.bin"].sha256 == _sha(path.read_bytes()) != _sha(data)
+
+
+def test_forced_download_matching_the_record_keeps_it(http_server, tmp_path):
+    data = payload(seed=21)
+    http_server.files["/m.bin"] = Served(data)
+    reg = {"m": make_asset("m", "m.bin", (http_server.url("m.bin"),), with_hash=False)}
+    download("m", tmp_path, registry=reg, timeout=5, show_progress=False)
+    first = read_ledger(tmp_path)["m.bin"]
+    download("m", tmp_path, registry=reg, timeout=5, show_progress=False, force=True)
+    assert read_ledger(tmp_path)["m.bin"] == first  # same file: the original record stays
+    assert len(http_server.requests) == 2
+
+
+def test_check_records_on_first_check_then_reports_a_changed_file(http_server, tmp_path):
+    data = payload(2000, seed=22)
+    reg = {"m": make_asset("m", "m.bin", (http_server.url("m.bin"),), with_hash=False)}
+    (tmp_path / "m.bin").write_bytes(data)
+    assert not ledger_path(tmp_path).exists()
+    (plain,) = check(tmp_path, registry=reg)  # the library's check records only when asked
+    assert not plain.newly_recorded and not ledger_path(tmp_path).exists() and plain.sha256 == _sha(data)
+    (first,) = check(tmp_path, registry=reg, record_new=True)
+    assert first.state == "present" and first.newly_recorded and first.sha256 == _sha(data)
+    assert read_ledger(tmp_path)["m.bin"].source == "found in place"
+    (again,) = check(tmp_path, registry=reg, record_new=True)
+    assert again.state == "present" and not again.newly_recorded and "matches the one recorded" in again.detail
+    (tmp_path / "m.bin").write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, other content
+    (changed,) = check(tmp_path, registry=reg, record_new=True)
+    assert changed.state == "changed" and not changed.usable and not changed.newly_recorded
+    assert len(changed.detail.splitlines()) == 1 and str(tmp_path / "m.bin") in changed.detail
+    assert f"download_weights m --force --dir {tmp_path}" in changed.detail
+    assert f"--forget-checksum m --check m --dir {tmp_path}" in changed.detail
+    assert read_ledger(tmp_path)["m.bin"].sha256 == _sha(data)  # a changed file never overwrites its record
+    assert check(tmp_path, verify_hash=False, registry=reg)[0].state == "present"  # same size: not visible
+    (tmp_path / "m.bin").write_bytes(data + b"x")
+    assert check(tmp_path, verify_hash=False, registry=reg)[0].state == "changed"  # size differs: visible
+    # A plain download refuses to overwrite a changed file (it may have been replaced on purpose).
+    with pytest.raises(ChecksumError, match="changed since its checksum was recorded"):
+        download("m", tmp_path, registry=reg, timeout=5, show_progress=False)
+    assert http_server.requests == [] and (tmp_path / "m.bin").read_bytes() == data + b"x"
+
+
+def test_download_of_a_present_file_records_it(http_server, tmp_path):
+    data = payload(seed=23)
+    reg = {"m": make_asset("m", "m.bin", (http_server.url("m.bin"),), data=data)}  # published sha256
+    (tmp_path / "m.bin").write_bytes(data)
+    download("m", tmp_path, registry=reg, timeout=5, show_progress=False)
+    assert http_server.requests == [] and read_ledger(tmp_path)["m.bin"].sha256 == _sha(data)
+    (valid,) = check(tmp_path, registry=reg)
+    assert valid.state == "valid"
+
+
+def test_unreadable_ledger_is_one_line_naming_it(tmp_path):
+    reg = {"m": make_asset("m", "m.bin", with_hash=False)}
+    (tmp_path / "m.bin").write_bytes(b"data")
+    ledger_path(tmp_path).write_text("{not json")
+    with pytest.raises(LedgerError) as info:
+        check(tmp_path, registry=reg)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and str(ledger_path(tmp_path)) in message and "delete it" in message
 
 
 # ---- resolve / missing / fetch_command -------------------------------------------------------------------------------
