@@ -1,5 +1,6 @@
 """The demo in a real browser: headless Debian chromium (driven by selenium) uploads the astronaut photo and an
-espeak-ng recording, presses Generate and waits for a playable video element; a screenshot is saved under tmp.
+espeak-ng recording, presses Generate and checks that the video it shows really plays (decoded frames, the
+audio's duration, time advancing after play()); a screenshot is saved under tmp.
 
 Runs where /usr/bin/chromium and chromedriver exist (CI: apt-get install chromium chromium-driver; pip install
 selenium); skips with the reason otherwise. No network beyond 127.0.0.1 (selenium-manager is never used).
@@ -97,13 +98,45 @@ def test_browser_generates_a_video(page_url, browser, tmp_path):
         return None
 
     src = WebDriverWait(browser, 240).until(video_src)
+    assert src.endswith(".mp4") or "/file=" in src or "gradio_api" in src, src
+    _assert_plays(browser, wav)
     shot = tmp_path / "app_browser.png"
     browser.save_screenshot(str(shot))
-    assert src.endswith(".mp4") or "/file=" in src or "gradio_api" in src, src
     assert shot.stat().st_size > 10_000
     # the preview ran first: aligned face and landmark overlay are shown
     assert browser.find_elements(By.CSS_SELECTOR, "#aligned img") and browser.find_elements(By.CSS_SELECTOR,
                                                                                            "#landmarks img")
+
+
+_PLAY = """
+const video = arguments[0], done = arguments[arguments.length - 1];
+video.muted = true;  // autoplay policy: a muted element may play without a user gesture
+video.currentTime = 0;
+video.play().then(
+    () => setTimeout(() => done({time: video.currentTime, paused: video.paused, ended: video.ended}), 500),
+    (err) => done({error: String(err)}));
+"""
+
+
+def _assert_plays(driver, wav: Path) -> None:
+    """The output video decodes (readyState >= HAVE_CURRENT_DATA), lasts as long as the speech (one frame of
+    slack) and its clock advances once play() is called."""
+    import soundfile
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    video = driver.find_element(By.CSS_SELECTOR, "#output-video video")
+    state = WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+        "const v = arguments[0]; return v.error ? {error: v.error.code} : "
+        "(v.readyState >= 2 ? {ready: v.readyState, duration: v.duration, width: v.videoWidth} : null)", video))
+    assert "error" not in state, f"the browser cannot decode the video (MediaError {state.get('error')})"
+    info = soundfile.info(str(wav))
+    assert abs(state["duration"] - info.frames / info.samplerate) <= 0.1, (state, info.duration)
+    assert state["width"] == 128  # the smoke generator's frames
+    driver.set_script_timeout(30)
+    played = driver.execute_async_script(_PLAY, video)
+    assert "error" not in played, played
+    assert played["time"] > 0.1 and (not played["paused"] or played["ended"]), played
 
 
 def test_browser_bad_upload_shows_the_error(page_url, browser, tmp_path):

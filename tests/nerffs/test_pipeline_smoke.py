@@ -45,20 +45,45 @@ def test_video_has_audio_expected_frames_and_provenance(pipe, speech, tmp_path):
 
 
 @pytest.mark.slow
-def test_frames_dir_resume_reproduces_the_video(pipe, speech, tmp_path):
-    frames_dir = tmp_path / "frames"
+def test_frames_dir_resume_renders_only_the_missing_frames(pipe, speech, tmp_path, caplog):
+    """Resume must read frames 0..K-1 from the store and render only K..T-1.
+
+    Frames 0..K-1 are replaced by solid grey markers that rendering could never produce: the resumed video
+    must show the markers there (read, not re-rendered), the marker files must be untouched, and only the
+    deleted frames are written again, matching the first run.
+    """
+    import logging
+
+    from PIL import Image
+
+    frames_dir, keep = tmp_path / "frames", 10
     first = pipe(example_photo(), speech, tmp_path / "a.mp4", show_progress=False, frames_dir=str(frames_dir))
     pngs = sorted(frames_dir.glob("*.png"))
-    assert len(pngs) == first.num_frames
-    kept = {p.name: p.read_bytes() for p in pngs[:10]}
-    for p in pngs[10:]:
+    assert len(pngs) == first.num_frames > keep + 5
+    rendered = {p.name: np.asarray(Image.open(p).convert("RGB")) for p in pngs}
+    markers = {}
+    for i, p in enumerate(pngs[:keep]):
+        Image.fromarray(np.full((128, 128, 3), 40 + 15 * i, np.uint8)).save(p)
+        markers[p.name] = (p.read_bytes(), p.stat().st_mtime_ns)
+    for p in pngs[keep:]:
         p.unlink()
-    second = pipe(example_photo(), speech, tmp_path / "b.mp4", show_progress=False, frames_dir=str(frames_dir),
-                  resume=True)
-    assert {p.name: p.read_bytes() for p in sorted(frames_dir.glob("*.png"))[:10]} == kept
+    with caplog.at_level(logging.INFO, logger="nerffs"):
+        second = pipe(example_photo(), speech, tmp_path / "b.mp4", show_progress=False, frames_dir=str(frames_dir),
+                      resume=True)
+    assert f"resuming after {keep} rendered frames" in caplog.text
+    assert f"rendering {first.num_frames - keep} frames" in caplog.text
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(frames_dir.glob("*.png"))[:keep]} \
+        == markers  # the kept frames were only read
+    rewritten = sorted(frames_dir.glob("*.png"))[keep:]
+    assert [p.name for p in rewritten] == [p.name for p in pngs[keep:]]
+    for p in rewritten:  # the missing frames were rendered again, as in the first run
+        assert np.abs(np.asarray(Image.open(p).convert("RGB")).astype(int) - rendered[p.name]).max() <= 1, p.name
     a, _ = read_video(first.video)
     b, _ = read_video(second.video)
-    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+    assert a.shape == b.shape
+    for i in range(keep):  # the video carries the markers: frames 0..K-1 came from the store
+        assert np.abs(b[i].astype(int) - (40 + 15 * i)).mean() < 3, i
+    assert np.abs(a[keep + 2:].astype(int) - b[keep + 2:].astype(int)).mean() < 1.0
 
 
 def _cli(*args):
@@ -69,6 +94,22 @@ def _cli(*args):
 def _one_line_error(res):
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     return len(errors) == 1 and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_talk_cli_example_makes_a_video(tmp_path):
+    out = tmp_path / "example.mp4"
+    res = _cli("--example", "--models", "smoke", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == str(out)
+    wav = tmp_path / "example_speech.wav"  # --example writes the espeak-ng speech beside the video
+    samples = len(soundfile.read(str(wav))[0]) * 16000 // soundfile.info(str(wav)).samplerate
+    frames, fps = read_video(out)
+    assert fps == 25 and abs(frames.shape[0] - samples // 640) <= 1 and frames.shape[0] > 50
+    assert frames.shape[1:] == (128, 128, 3) and frames.std() > 1.0
+    assert _has_audio_stream(out)
+    assert "smoke" in read_metadata(out)["comment"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example.mp4", "example_speech.wav"]
 
 
 @pytest.mark.slow

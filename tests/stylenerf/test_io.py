@@ -129,7 +129,6 @@ def test_unreadable_safetensors_and_bad_config(tmp_path):
 
 
 def test_load_generator_round_trip_and_mismatches(official, converted, tmp_path):
-    pytest.importorskip("stylenerf.generator")
     model = load_generator(converted)
     assert not model.training
     _assert_same(model.state_dict(), official[1])

@@ -9,6 +9,7 @@ import pytest
 import torch
 from official_pickle import official_init_kwargs, official_shapes, variant_names, write_official_pickle
 
+from stylenerf import generator
 from stylenerf.legacy import load_official_generator_state, read_official_pickle
 from stylenerf.legacy_config import (LegacyFormatError, config_from_official, describe_mismatch, expected_state_shapes,
                                      official_fp16_blocks)
@@ -171,14 +172,12 @@ def test_alpha_other_than_one_warns(caplog):
 # ---- against the generator implementation ---------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_generator_state_dict_equals_official_table(variant):
-    generator = pytest.importorskip("stylenerf.generator")
     cfg = config_from_official(official_init_kwargs(variant), _state(variant))
     shapes = {k: list(v.shape) for k, v in generator.Generator(cfg).state_dict().items()}
     assert shapes == official_shapes(variant)
 
 
 def test_synthetic_pickle_loads_strictly_into_generator(tmp_path):
-    generator = pytest.importorskip("stylenerf.generator")
     path = tmp_path / "ffhq_256.pkl"
     values = write_official_pickle(path, "ffhq256-pixelshuffle-F256", seed=5)
     cfg, state = load_official_generator_state(path)
@@ -197,7 +196,6 @@ def test_fp16_blocks_are_all_but_the_first(variant):
     res = _parse(variant)[0]
     cfg = config_from_official(official_init_kwargs(variant), _state(variant))
     assert cfg.upsampler.num_fp16_blocks == FP16_BLOCKS[res] == len(cfg.block_resolutions) - 1
-    generator = pytest.importorskip("stylenerf.generator")
     synthesis = generator.Generator(cfg).synthesis
     assert {r: getattr(synthesis, f"b{r}").use_fp16 for r in cfg.block_resolutions} == {
         r: r >= 128 for r in cfg.block_resolutions}
@@ -240,7 +238,6 @@ def test_official_fp16_blocks_rule():
 
 def test_fp16_blocks_stay_float32_on_cpu():
     """On CPU num_fp16_blocks changes nothing: every block computes in float32, bit-identical to 0 blocks."""
-    generator = pytest.importorskip("stylenerf.generator")
     from stylenerf.config import tiny_config
 
     cfg32 = tiny_config(128)  # blocks b32, b64, b128
