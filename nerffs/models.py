@@ -64,6 +64,11 @@ class ModelSet:
         return self.label if self.label in (SMOKE, OFFLINE) else "official"
 
     @property
+    def weights_root(self) -> Path | None:
+        """The weights directory of an official set (None for smoke and offline)."""
+        return Path(self.label.partition(":")[2]) if self.source == "official" else None
+
+    @property
     def resolution(self) -> int:
         """Side of the generated images (and of the aligned photo)."""
         if self.photo_models is not None:

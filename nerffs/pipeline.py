@@ -169,14 +169,15 @@ class TalkingHeadPipeline:
             raise InputError(f"identity source must be 'pti', 'sample' or 'auto', got {source!r}")
         if source != "auto":
             return source == "pti"
-        if self.models.is_smoke:
+        if self.models.source != "official":
             return False
         from nerffs import weights
 
-        missing = weights.missing(["lpips_vgg16_backbone", "lpips_alexnet_backbone"])
+        root = self.models.weights_root
+        missing = weights.missing(["lpips_vgg16_backbone", "lpips_alexnet_backbone"], root)
         if missing:
             log.warning("identity: PTI needs the LPIPS backbones (%s; fetch: %s); using a sampled latent instead",
-                        ", ".join(missing), weights.fetch_command(missing))
+                        ", ".join(missing), weights.fetch_command(missing, root))
         return not missing
 
     def _cache(self) -> FaceCache | None:
@@ -211,12 +212,17 @@ class TalkingHeadPipeline:
         cfg, g = self.config.identity, self.models.talking.generator
         rng = torch.Generator().manual_seed(seed)
         if self._use_pti():
+            from nerffs import weights
             from nerffs.inversion import get_preset, invert
+            from nerffs.inversion.lpips import BACKBONE_ASSETS, load_lpips
 
             cache = self._cache()
+            lpips = {net: load_lpips(net, weights.resolve(asset, self.models.weights_root), device=self.device)
+                     for net, asset in BACKBONE_ASSETS.items()}  # from the set's own weights directory
             result = invert(g, to_tensor(aligned.image, self.device), cam, get_preset(cfg.inversion_preset),
                             cache_dir=None if cache is None else cache.root / "inversion",
-                            base_weights_id=self._fingerprint(), rng=rng, show_progress=self._show_progress)
+                            base_weights_id=self._fingerprint(), rng=rng, show_progress=self._show_progress,
+                            lpips=lpips)
             log.info("identity: PTI inversion (%s preset%s)", cfg.inversion_preset,
                      ", from cache" if result.from_cache else "")
             return result.ws, result.bg_latent, dataclasses.replace(self.models.talking, generator=result.apply(g)), cam

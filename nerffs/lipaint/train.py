@@ -188,7 +188,7 @@ def _official_models(cfg: TrainConfig) -> tuple[Frozen, LipaintNet]:
         from nerffs.errors import WeightsMissingError
 
         raise WeightsMissingError(f"missing weights {', '.join(missing)}; fetch them with: "
-                                  f"{weights.fetch_command(missing)} (or train with the smoke preset)")
+                                  f"{weights.fetch_command(missing, cfg.weights_dir)} (or train with the smoke preset)")
     g = load_generator(weights.resolve(cfg.generator, cfg.weights_dir))
     frozen = Frozen(g, load_deep3d(weights.resolve("sadtalker", cfg.weights_dir)),
                     ParametricFaceModel.from_mat(weights.resolve("bfm_front", cfg.weights_dir)), None)
