@@ -7,6 +7,9 @@ Suites:
     face3d      Deep3D regression (random weights) and the 3DMM landmark fit (synthetic official-size model)
     inversion   PTI projection and tuning steps per second at ffhq512 (random generator and LPIPS trunks)
     talking     frame loop fps (ours vs naive 3-pass) at smoke and --presets, peak memory 6 s vs 60 s of audio
+    loop        the frame loop at full size stage by stage (NeRF, matching, upsampler, LipaintNet pass, parsing,
+                blend, encode), batch 1 and automatic, with and without the region of change; --weights loads
+                an official-format generator (.pkl or converted directory), else random --presets[0] weights
     offline     the offline demo models on real photos: dlib-ID, face detection (video and orbit), lip-sync
                 proxy, silence closure, first-run / cached-rerun time and peak memory of scripts.talk
 
@@ -26,19 +29,22 @@ from pathlib import Path
 
 import torch
 
-SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion", "offline")
+SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion", "loop", "offline")
 
 
-def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, repeats: int) -> dict:
+def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, repeats: int,
+                   weights: str | None = None, frames: int = 6) -> dict:
     """Run the named suites; returns {'machine': ..., suite: result}."""
     report: dict = {"machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count(),
-                                "torch": torch.__version__, "device": device}}
+                                "torch": torch.__version__, "device": device, "threads": torch.get_num_threads()}}
     for suite in suites:
         module = importlib.import_module(f"nerffs.bench.{suite}")
         if suite == "generator":
             report[suite] = module.run(presets=presets, device=device, repeats=repeats)
         elif suite == "talking":
             report[suite] = module.run(archs=("smoke", *presets))
+        elif suite == "loop":
+            report[suite] = module.run(weights=weights, preset=presets[0], frames=frames, repeats=repeats)
         else:
             report[suite] = module.run()
     return report
@@ -51,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", default="ffhq512,ffhq1024", help="generator presets (comma list)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median reported)")
+    p.add_argument("--weights", default=None, help="loop suite: official-format generator (.pkl or converted dir)")
+    p.add_argument("--frames", type=int, default=6, help="loop suite: frames rendered per configuration")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
     return p
 
@@ -63,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown suite(s) {unknown}; choose from {', '.join(SUITES)} or 'all'", file=sys.stderr)
         return 2
-    report = run_benchmarks(suites, tuple(ns.presets.split(",")), ns.device, ns.repeats)
+    if ns.threads:
+        torch.set_num_threads(ns.threads)
+    report = run_benchmarks(suites, tuple(ns.presets.split(",")), ns.device, ns.repeats, ns.weights, ns.frames)
     text = json.dumps(report, indent=2)
     print(text)
     if ns.out is not None:

@@ -15,6 +15,7 @@ Gradients flow to ws, latents and parameters whenever autograd is enabled; wrap 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -161,6 +162,21 @@ class NeRFSynthesisNetwork(nn.Module):
             rays = self._rays(freeze_bg_camera(c.camera, b, cam2world.device).to(cam2world.dtype))
         field = lambda p: self.bg_nerf(p, bg_latent)  # noqa: E731
         return vr.render_background(field, rays, c.renderer.n_bg_samples, c.camera.bg_start)
+
+    def upsample_radius(self) -> int:
+        """How far (in NeRF-grid cells, rounded up) a change of one feature cell can reach in the upsampled
+        image, and how far an output pixel looks back: the upsampler run on a crop of the feature map equals
+        the full run at every pixel at least this many cells inside the crop (unless the crop edge is the
+        image edge, where both pad alike).
+
+        Per block, in its input pixels: the conv0 kernel (k // 2), the x2 upsampling (nn_cat reads one
+        neighbour), the [1, 3, 3, 1] blur (one input pixel), the conv1 kernel (k // 2 output pixels) and the RGB
+        skip's x2 FIR upsampling (one input pixel); block b runs at 2^b times the NeRF grid.
+        """
+        u = self.cfg.upsampler
+        half = u.kernel_size // 2
+        per_block = max(1, half + (1 if u.mode == "nn_cat" else 0) + (1 if u.blur else 0) + -(-half // 2))
+        return math.ceil(sum(per_block / 2 ** b for b in range(len(self.block_resolutions))))
 
     # ---- stage 2: upsampler ----------------------------------------------------------------------
     def upsample(self, feat: torch.Tensor, img_nerf: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:

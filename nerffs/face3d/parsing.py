@@ -283,6 +283,28 @@ class BiSeNet(nn.Module):
         return labels_to_mask(self.parse(image), self.config.static_ids, _out_size(image, size))
 
 
+    supports_crops = True
+    """A crop can be parsed on its own (``mouth_mask_crop``): BiSeNet is convolutional."""
+
+    def mouth_mask_crop(self, crop: torch.Tensor, image_size: int, size: tuple[int, int]) -> torch.Tensor:
+        """Mouth mask of a crop of an ``image_size`` image, parsed at the scale the whole image is parsed at.
+
+        Not identical to cutting the whole image's mask: the attention and global-context branches pool over
+        what they see (here the crop). Used by the loop's mouth-only LipaintNet pass.
+
+        Args:
+            crop: [B, 3, h, w] float in [-1, 1].
+            image_size: side of the image the crop comes from.
+            size: (h', w') of the returned mask (the crop at the parsing resolution of the loop).
+
+        Returns:
+            [B, 1, *size] float {0, 1}.
+        """
+        scale = self.config.input_size / image_size
+        target = (max(32, round(crop.shape[-2] * scale)), max(32, round(crop.shape[-1] * scale)))
+        labels = self(normalize_for_parsing(crop, self.config, target)).argmax(dim=1)
+        return labels_to_mask(labels, self.config.mouth_ids, size)
+
     def head_mask(self, image: torch.Tensor, size: int | tuple[int, int] | None = None) -> torch.Tensor:
         """1 on the head's non-face region (hair, hat): the static points there turn with the head.
 
@@ -302,16 +324,18 @@ def _out_size(image: torch.Tensor, size: int | tuple[int, int] | None) -> tuple[
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def normalize_for_parsing(image: torch.Tensor, config: ParsingConfig) -> torch.Tensor:
+def normalize_for_parsing(image: torch.Tensor, config: ParsingConfig,
+                          size: tuple[int, int] | None = None) -> torch.Tensor:
     """Generator image -> BiSeNet input: bicubic resize to ``input_size``, to [0, 1], ImageNet mean/std.
 
     Args:
         image: [B, 3, H, W] float in [-1, 1].
         config: ``input_size``, ``official_clamp`` (NFS: ``clamp(x, 0, 1)``; default: ``clamp((x + 1) / 2,
             0, 1)``), ``mean`` and ``std``.
+        size: (h, w) to resize to instead of ``input_size`` square (a crop parsed at the whole image's scale).
 
     Returns:
-        [B, 3, input_size, input_size] normalised float.
+        [B, 3, input_size, input_size] (or [B, 3, *size]) normalised float.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -319,9 +343,9 @@ def normalize_for_parsing(image: torch.Tensor, config: ParsingConfig) -> torch.T
     if not image.is_floating_point():
         raise InputError(f"face parsing expects a float image in [-1, 1], got {image.dtype}; convert with "
                          "x / 127.5 - 1")
-    s = config.input_size
-    if tuple(image.shape[2:]) != (s, s):
-        image = F.interpolate(image, size=(s, s), mode="bicubic", align_corners=False)
+    target = size or (config.input_size, config.input_size)
+    if tuple(image.shape[2:]) != tuple(target):
+        image = F.interpolate(image, size=tuple(target), mode="bicubic", align_corners=False)
     unit = image.clamp(0.0, 1.0) if config.official_clamp else ((image + 1.0) * 0.5).clamp(0.0, 1.0)
     mean = torch.tensor(config.mean, dtype=unit.dtype, device=unit.device).view(1, 3, 1, 1)
     std = torch.tensor(config.std, dtype=unit.dtype, device=unit.device).view(1, 3, 1, 1)

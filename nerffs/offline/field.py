@@ -248,7 +248,7 @@ class TextureDecoder(nn.Module):
 
     def __init__(self, portrait: Portrait, cfg: FieldConfig) -> None:
         super().__init__()
-        self.resolution = cfg.resolution
+        self.resolution, self.scale = cfg.resolution, cfg.resolution // cfg.resolution_vol
         tex = torch.from_numpy(np.array(portrait.texture)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         closed = torch.from_numpy(np.array(portrait.texture_closed)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         self.register_buffer("texture", torch.cat([tex, closed], dim=1))
@@ -256,8 +256,8 @@ class TextureDecoder(nn.Module):
         self.register_buffer("dark", torch.tensor(cfg.dark_rgb).view(1, 3, 1, 1) * 2 - 1)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        r = self.resolution
-        f = F.interpolate(feat, size=(r, r), mode="bilinear", align_corners=False)
+        """feat [B, 5, h, w] (the whole map, or a crop of it) -> [B, 3, h s, w s] with s = R / Rv."""
+        f = F.interpolate(feat, scale_factor=self.scale, mode="bilinear", align_corners=False)
         grid = torch.stack([f[:, 0], -f[:, 1]], dim=-1)
         both = F.grid_sample(self.texture.to(feat.dtype).expand(len(feat), -1, -1, -1), grid, mode="bilinear",
                              padding_mode="border", align_corners=False)
@@ -280,6 +280,10 @@ class PortraitSynthesis(NeRFSynthesisNetwork):
         if ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must have {self.num_ws} styles, got {ws.shape[1]}")
         return self.decoder(feat)
+
+    def upsample_radius(self) -> int:
+        """The decoder's bilinear upsampling reads the two nearest cells per axis: one cell of reach."""
+        return 1
 
 
 class ConstantMapping(nn.Module):

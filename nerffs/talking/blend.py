@@ -51,6 +51,8 @@ def blend_features(x: torch.Tensor, x_lip: torch.Tensor, keep: torch.Tensor, siz
     box = _update_box(open_, r, size) if mode == "bicubic" and size % r == 0 and size // r >= 4 else None
     if box is None:
         return x + _resize(open_ * _resize(x_lip - x, size, mode), r, mode)
+    if box[0] >= box[1] or box[2] >= box[3]:
+        return x  # the open pixels lie where no downsampling tap reads (e.g. the outermost S-pixels)
     return x + _cropped_update(x_lip - x, open_, box, size)
 
 

@@ -37,9 +37,12 @@ from nerffs.preprocess.image import from_tensor
 from nerffs.talking.blend import blend_features
 from nerffs.talking.controls import FACE_FRAME, ControlPoints, to_plane, torso_control_points
 from nerffs.talking.headpose import neck_pivot, rotate_about_pivot, turn_plane_points
+from nerffs.talking.mouthpass import MouthWindow, touches_inner_edge, upsample_window
+from nerffs.talking.roc import FixedView, supports_region_of_change
 from nerffs.utils.logging import progress
 from nerffs.utils.modules import module_device
-from stylenerf import Generator, SampleDepths
+from nerffs.utils.timing import NO_TIMER, StageTimer
+from stylenerf import Generator, SampleDepths, SynthesisOutput
 from stylenerf.camera import frontal_camera
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,13 @@ class LoopConfig:
     """Frames per generator call; None chooses from the free memory of the device (``auto_batch_size``)."""
     parse_size: int | None = None
     """Resolution of the parsing masks; None = the parser's input size."""
+    region_of_change: bool = True
+    """While the camera holds still, re-render only the samples, rays and upsampled pixels a frame changes
+    (exact: ``nerffs.talking.roc``); moving cameras always take the full pass."""
+    mouth_window: bool = True
+    """While the camera holds still (and the parser can parse crops), upsample and parse the LipaintNet pass
+    only around the recent mouth masks (``nerffs.talking.mouthpass``; the mask may differ slightly from
+    full-frame parsing where the parser pools globally). Batches of one frame only."""
 
 
 @dataclass
@@ -215,15 +225,23 @@ def _expand_depths(d: SampleDepths, b: int) -> SampleDepths:
 class FrameRenderer:
     """Renders frames for (expression, camera) pairs; holds the causal mask smoother between calls."""
 
-    def __init__(self, models: TalkingModels, ref: Reference, cfg: LoopConfig) -> None:
-        self.models, self.ref, self.cfg = models, ref, cfg
+    def __init__(self, models: TalkingModels, ref: Reference, cfg: LoopConfig, timer: StageTimer = NO_TIMER) -> None:
+        self.models, self.ref, self.cfg, self.timer = models, ref, cfg, timer
         self.smoother = TemporalMaskSmoother(cfg.mask_window)
         self.index_cache: dict = {}  # sample-point set -> nearest control points (reused while the camera holds)
         self.parse_size = cfg.parse_size or models.parser.config.input_size
+        self.view: FixedView | None = None       # the cached render of a camera that holds still
+        self._last_cam: torch.Tensor | None = None
+        self.window = MouthWindow(cfg.mask_window)
+        self.mouth_window_frames = 0             # frames whose LipaintNet pass used the mouth window
 
     def driven_controls(self, exp: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """exp [B, 64] (and head pose offsets [B, 3]) -> driven control points [B, N, 2] (reference coefficients
         with exp replaced; with a pose, the face and head points turned about the neck pivot)."""
+        with self.timer("controls"):
+            return self._driven_controls(exp, pose)
+
+    def _driven_controls(self, exp: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
         b = exp.shape[0]
         coeffs = FaceCoeffs(**{k: v.expand(b, -1) for k, v in vars(self.ref.coeffs).items()}).replace(exp=exp)
         face_model = self.models.face_model
@@ -236,29 +254,94 @@ class FrameRenderer:
         head = turn_plane_points(self.ref.controls.head, pose, self.ref.pivot_plane)
         return self.ref.controls.driven(proj, self.cfg.vertex_stride, head=head)
 
-    def lipaint_pass(self, exp: torch.Tensor, cams: torch.Tensor):
+    def lipaint_pass(self, exp: torch.Tensor, cams: torch.Tensor) -> SynthesisOutput:
         """Pass 1: LipaintNet styles, no deformation. Returns the synthesis output."""
-        g, ref, b = self.models.generator, self.ref, exp.shape[0]
-        ws_lip = self.models.lipaint.mouth_styles(ref.ws, exp, g.synthesis.num_nerf_ws)
-        return g.synthesis(ws_lip, cams, bg_latent=ref.bg_latent.expand(b, -1), freeze_bg=True,
-                           depths=_expand_depths(ref.depths, b), bg_feat=ref.bg_feat.expand(b, -1, -1))
+        syn, ref, b = self.models.generator.synthesis, self.ref, exp.shape[0]
+        with self.timer("lipaint_pass"):
+            ws_lip = self.models.lipaint.mouth_styles(ref.ws, exp, syn.num_nerf_ws)
+            nerf = syn.render_nerf(ws_lip, cams, bg_latent=ref.bg_latent.expand(b, -1), freeze_bg=True,
+                                   depths=_expand_depths(ref.depths, b), bg_feat=ref.bg_feat.expand(b, -1, -1))
+            return SynthesisOutput(img=syn.upsample(nerf.feat, nerf.img_nerf, ws_lip), nerf=nerf)
 
     def keep_masks(self, lip_img: torch.Tensor) -> torch.Tensor:
         """Causally smoothed keep masks (1 - mouth) for consecutive frames: [B, 3, R, R] -> [B, 1, S, S]."""
-        mouth = self.models.parser.mouth_mask(lip_img, size=self.parse_size)
-        return torch.cat([1 - self.smoother(mouth[i:i + 1]) for i in range(mouth.shape[0])])
+        with self.timer("parsing"):
+            return self._smooth(self.models.parser.mouth_mask(lip_img, size=self.parse_size))
+
+    def _smooth(self, mouth: torch.Tensor) -> torch.Tensor:
+        """Raw mouth masks [B, 1, S, S] -> smoothed keep masks; the mouth window remembers where they were."""
+        out = []
+        for i in range(mouth.shape[0]):
+            self.window.update(mouth[i:i + 1])
+            out.append(1 - self.smoother(mouth[i:i + 1]))
+        return torch.cat(out)
+
+    def mouth_window_pass(self, exp: torch.Tensor, cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The LipaintNet pass upsampled and parsed only in the mouth window (one frame): (raw mouth mask
+        [1, 1, S, S], NeRF features [1, F, Rv, Rv]), or None when the frame needs the full pass."""
+        syn, ref = self.models.generator.synthesis, self.ref
+        rv, s = syn.cfg.resolution_vol, self.parse_size
+        window = self.window.cells(s, rv)
+        if window is None or s % rv:
+            return None
+        with self.timer("lipaint_pass"):
+            ws_lip = self.models.lipaint.mouth_styles(ref.ws, exp, syn.num_nerf_ws)
+            nerf = syn.render_nerf(ws_lip, cams, bg_latent=ref.bg_latent, freeze_bg=True, depths=ref.depths,
+                                   bg_feat=ref.bg_feat)
+            crop = upsample_window(syn, nerf.feat, nerf.img_nerf, ws_lip, window)
+        y0, y1, x0, x1 = (v * (s // rv) for v in window)
+        with self.timer("parsing"):
+            found = self.models.parser.mouth_mask_crop(crop, syn.cfg.img_resolution, (y1 - y0, x1 - x0))
+        if touches_inner_edge(found, window, rv):
+            return None
+        mouth = torch.zeros(1, 1, s, s, dtype=found.dtype, device=found.device)
+        mouth[..., y0:y1, x0:x1] = found
+        return mouth, nerf.feat
 
     def final_pass(self, exp: torch.Tensor, cams: torch.Tensor, lip_feat: torch.Tensor, keep: torch.Tensor,
-                   pose: torch.Tensor | None = None):
-        """Pass 2: identity styles, ray deformation of these frames (head turned by ``pose``), blended features."""
-        g, ref, cfg, b = self.models.generator, self.ref, self.cfg, exp.shape[0]
-        deformer = ControlPointDeformer(ref.controls.ref, self.driven_controls(exp, pose), mode=cfg.deform_mode,
+                   pose: torch.Tensor | None = None) -> torch.Tensor:
+        """Pass 2: identity styles, ray deformation of these frames (head turned by ``pose``), blended features.
+        Returns images [B, 3, R, R]; frames whose camera holds still go through the region of change."""
+        syn, ref, cfg, b, timer = self.models.generator.synthesis, self.ref, self.cfg, exp.shape[0], self.timer
+        driven = self.driven_controls(exp, pose)
+
+        def hook(f: torch.Tensor, lf: torch.Tensor = lip_feat, k: torch.Tensor = keep) -> torch.Tensor:
+            with timer("blend"):
+                return blend_features(f, lf, k, cfg.blend_size, cfg.blend_mode, official=cfg.official_blend)
+
+        views = [self._fixed_view(cams[i:i + 1]) for i in range(b)]
+        if all(v is not None for v in views):
+            disp = ref.controls.ref[0] - driven
+            return torch.cat([v.render(disp[i], lambda f, i=i: hook(f, lip_feat[i:i + 1], keep[i:i + 1]), timer)
+                              for i, v in enumerate(views)])
+        deformer = ControlPointDeformer(ref.controls.ref, driven, mode=cfg.deform_mode,
                                         official_indices=ref.official_indices, index_cache=self.index_cache)
-        hook = lambda f: blend_features(f, lip_feat, keep, cfg.blend_size, cfg.blend_mode,  # noqa: E731
-                                        official=cfg.official_blend)
-        return g.synthesis(ref.ws.expand(b, -1, -1), cams, bg_latent=ref.bg_latent.expand(b, -1), freeze_bg=True,
-                           depths=_expand_depths(ref.depths, b), bg_feat=ref.bg_feat.expand(b, -1, -1),
-                           deform=deformer, feature_hook=hook)
+        ws = ref.ws.expand(b, -1, -1)
+        with timer("nerf"):
+            nerf = syn.render_nerf(ws, cams, bg_latent=ref.bg_latent.expand(b, -1), freeze_bg=True,
+                                   depths=_expand_depths(ref.depths, b), bg_feat=ref.bg_feat.expand(b, -1, -1),
+                                   deform=_timed(deformer, timer, "matching"))
+        feat = hook(nerf.feat)
+        with timer("upsampler"):
+            return syn.upsample(feat, nerf.img_nerf, ws)
+
+    def _fixed_view(self, cam: torch.Tensor) -> FixedView | None:
+        """The cached view of ``cam`` [1, 4, 4] when the camera holds still (the same camera as the frame
+        before), built on its second frame; None for a moving camera or when the region of change is off."""
+        last, self._last_cam = self._last_cam, cam
+        if not self.cfg.region_of_change or not supports_region_of_change(self.models.generator.synthesis):
+            return None
+        if self.view is not None and self.view.matches(cam):
+            return self.view
+        if last is None or not torch.equal(last, cam):
+            return None
+        ref = self.ref
+        official = self.cfg.deform_mode == "official"
+        with self.timer("fixed_view_setup"):
+            self.view = FixedView(self.models.generator.synthesis, cam, ref.ws, ref.bg_feat, ref.depths,
+                                  controls=None if official else ref.controls.ref,
+                                  indices=ref.official_indices if official else None)
+        return self.view
 
     @torch.inference_mode()
     def render(self, exp: torch.Tensor, cams: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
@@ -267,24 +350,46 @@ class FrameRenderer:
         if exp.shape[0] != cams.shape[0] or (pose is not None and pose.shape[0] != exp.shape[0]):
             raise ValueError(f"{exp.shape[0]} expressions for {cams.shape[0]} cameras"
                              + ("" if pose is None else f" and {pose.shape[0]} poses"))
-        lip = self.lipaint_pass(exp, cams)
-        keep = self.keep_masks(lip.img)
-        return self.final_pass(exp, cams, lip.nerf.feat, keep, pose).img
+        window = None
+        if (exp.shape[0] == 1 and self.cfg.mouth_window and getattr(self.models.parser, "supports_crops", False)
+                and self.view is not None and self.view.matches(cams[0])):
+            window = self.mouth_window_pass(exp, cams)
+        if window is not None:
+            self.mouth_window_frames += 1
+            mouth, lip_feat = window
+            keep = self._smooth(mouth)
+        else:
+            lip = self.lipaint_pass(exp, cams)
+            keep, lip_feat = self.keep_masks(lip.img), lip.nerf.feat
+        return self.final_pass(exp, cams, lip_feat, keep, pose)
+
+
+def _timed(deform, timer: StageTimer, stage: str):
+    """The deformation callable with its time (nearest control points, displacement) booked to ``stage``."""
+    if not timer.enabled:
+        return deform
+
+    def call(points: torch.Tensor, which: str) -> torch.Tensor:
+        with timer(stage):
+            return deform(points, which)
+    return call
 
 
 def render_frames(models: TalkingModels, ref: Reference, exp: torch.Tensor, cams: torch.Tensor, cfg: LoopConfig,
-                  show_progress: bool = True, start: int = 0, pose: torch.Tensor | None = None) -> Iterator[np.ndarray]:
+                  show_progress: bool = True, start: int = 0, pose: torch.Tensor | None = None,
+                  timer: StageTimer = NO_TIMER) -> Iterator[np.ndarray]:
     """Render frames ``start..T-1`` in batches, yielding uint8 [R, R, 3] frames in order.
 
     Args:
         exp: [T, 64] expression per frame; cams: [T, 4, 4] camera per frame.
         pose: [T, 3] head pose offsets turned by deformation (None: the head keeps the reference pose).
+        timer: books the seconds of each stage (benchmarks).
         start: first frame to render (resume). The mask smoother is warmed up on the preceding
             ``mask_window - 1`` frames (LipaintNet pass only), so a resumed run matches an uninterrupted one.
     """
     if exp.shape[0] != cams.shape[0]:
         raise ValueError(f"{exp.shape[0]} expressions for {cams.shape[0]} cameras")
-    renderer = FrameRenderer(models, ref, cfg)
+    renderer = FrameRenderer(models, ref, cfg, timer)
     with torch.inference_mode():
         for i in range(max(0, start - cfg.mask_window + 1), start):
             renderer.keep_masks(renderer.lipaint_pass(exp[i:i + 1], cams[i:i + 1]).img)

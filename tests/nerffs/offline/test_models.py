@@ -103,3 +103,27 @@ def test_head_motion_turns_face_and_hair_and_pins_the_body(personal):
     for k in (1, 2):
         assert float((driven[k, :ctl.n_face] - driven[0, :ctl.n_face]).norm(dim=-1).mean()) > 2e-3
         assert float((driven[k, head] - driven[0, head]).norm(dim=-1).max()) > 1e-3
+
+
+def test_region_of_change_equals_the_full_pass_on_the_offline_field(personal):
+    import dataclasses
+
+    import torch
+
+    from nerffs.face3d.pose import front_matrix
+    from nerffs.talking.loop import FrameRenderer, LoopConfig, prepare_reference
+
+    g = personal.generator
+    cfg = LoopConfig(batch_size=1, mask_window=3)
+    ref = prepare_reference(personal, g.mapping(torch.zeros(1, g.z_dim)), torch.zeros(1, g.cfg.nerf.z_dim_bg), cfg)
+    exp = ref.coeffs.exp.repeat(4, 1)
+    exp[:, 0] += torch.tensor([0.0, 0.8, 0.3, -0.4])              # jaw
+    exp[:, 1] += torch.tensor([0.0, 0.5, 0.9, 0.0])               # lips apart
+    images = []
+    for roc in (False, True):
+        renderer = FrameRenderer(personal, ref, dataclasses.replace(cfg, region_of_change=roc))
+        cam = front_matrix(None)
+        with torch.inference_mode():
+            images.append(torch.cat([renderer.render(exp[i:i + 1], cam) for i in range(4)]))
+    assert float((images[0] - images[1]).abs().max()) <= 1e-4
+    assert float((images[0][1] - images[0][0]).abs().max()) > 0.1

@@ -67,3 +67,21 @@ def test_cropped_blend_equals_full_computation(seed):
     m = up(keep).clamp(0, 1)
     full = x + F.interpolate((1 - m) * up(lip - x), size=(32, 32), mode="bicubic", align_corners=False)
     torch.testing.assert_close(blend_features(x, lip, keep, size=512), full, atol=1e-10, rtol=0)
+
+
+def test_mask_open_only_where_no_tap_reads_leaves_the_features_alone():
+    """A mouth mask open only on the outermost S-pixel column: no bicubic tap reads it, nothing is blended
+    (it used to crash on an empty crop)."""
+    import torch
+
+    from nerffs.talking.blend import blend_features
+
+    x, x_lip = torch.randn(1, 4, 32, 32), torch.randn(1, 4, 32, 32)
+    keep = torch.ones(1, 1, 512, 512)
+    keep[..., :, 0] = 0.0
+    out = blend_features(x, x_lip, keep, 512, "bicubic")
+    assert torch.equal(out, x)
+    full = x + torch.nn.functional.interpolate((1 - keep) * torch.nn.functional.interpolate(
+        x_lip - x, size=(512, 512), mode="bicubic", align_corners=False), size=(32, 32), mode="bicubic",
+        align_corners=False)
+    assert torch.allclose(out, full, atol=1e-6)

@@ -81,7 +81,7 @@ def test_zero_displacement_and_closed_mask_give_the_plain_render(setup):
         torch.testing.assert_close(renderer.driven_controls(exp0), ref.controls.ref)
         lip = renderer.lipaint_pass(exp0, cam)
         keep = torch.ones(1, 1, 64, 64)
-        out = renderer.final_pass(exp0, cam, lip.nerf.feat, keep).img
+        out = renderer.final_pass(exp0, cam, lip.nerf.feat, keep)
         plain = g.synthesis(ref.ws, cam, bg_latent=ref.bg_latent, freeze_bg=True, depths=ref.depths).img
     torch.testing.assert_close(out, plain, atol=1e-5, rtol=0)
 
