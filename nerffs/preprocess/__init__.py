@@ -5,7 +5,7 @@ Typical use::
     from nerffs.preprocess import AlignConfig, DlibLandmarks, align_face, load_image, paste_back
 
     photo = load_image("portrait.jpg")                     # [H, W, 3] uint8, EXIF orientation applied
-    face = DlibLandmarks().detect(photo)                   # largest face; face_index=... picks another
+    face = DlibLandmarks().detect(photo)                   # the best ranked face; face_index=... picks another
     aligned = align_face(photo, face, AlignConfig(output_size=512))
     ...                                                     # render in the aligned frame
     composite = paste_back(photo, rendered, aligned)       # [H, W, 3] uint8

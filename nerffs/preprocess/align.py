@@ -293,6 +293,36 @@ def paste_back(original: ImageSource, rendered: np.ndarray, aligned: AlignedFace
     return out
 
 
+def fit_photo(photo: np.ndarray, aligned: AlignedFace, max_size: int | None) -> tuple[np.ndarray, AlignedFace]:
+    """The photo scaled down (Lanczos) so its longer side is at most ``max_size``, and ``aligned`` moved onto it,
+    for pasting back into a smaller frame. Sides are rounded to even numbers (H.264 yuv420p needs them).
+    A photo that already fits (or ``max_size`` None) is returned unchanged.
+
+    Args:
+        photo: ``[H, W, 3]`` uint8, the photo ``aligned`` was computed on.
+        aligned: its alignment.
+        max_size: longest side allowed, in pixels (>= 16), or None.
+
+    Returns:
+        (``[H', W', 3]`` uint8 photo, ``AlignedFace`` whose transforms and quad refer to it).
+    """
+    h, w = photo.shape[:2]
+    if max_size is None or max(h, w) <= max_size:
+        return photo, aligned
+    if max_size < 16:
+        raise InputError(f"max_size must be at least 16 pixels, got {max_size}")
+    scale = max_size / max(h, w)
+    new_w, new_h = (max(2, int(round(v * scale / 2)) * 2) for v in (w, h))
+    small = np.asarray(Image.fromarray(photo).resize((new_w, new_h), Image.Resampling.LANCZOS))
+    sx, sy = new_w / w, new_h / h
+    # Pixel centres scale about the image corner: x' = (x + 0.5) * s - 0.5.
+    to_small = _affine(sx, sy, 0.5 * (sx - 1), 0.5 * (sy - 1))
+    matrix = to_small @ aligned.matrix
+    moved = AlignedFace(image=aligned.image, quad=apply_affine(to_small, aligned.quad), matrix=matrix,
+                        inverse=np.linalg.inv(matrix), source_shape=(new_h, new_w), points=aligned.points)
+    return np.ascontiguousarray(small), moved
+
+
 def _blend_weight(size: int, feather: float, mask: np.ndarray | None) -> np.ndarray:
     """``[size, size]`` float32 blend weight: 1 inside, ramping linearly to 0 over ``feather * size`` at edges."""
     t = np.arange(size, dtype=np.float32) + 0.5
@@ -348,7 +378,7 @@ def align_photo(image: ImageSource, cfg: AlignConfig | None = None, detector: La
         image: a file path, PIL image or array (see ``load_image``).
         cfg: crop settings.
         detector: landmark detector (default: a fresh ``DlibLandmarks``; pass one to reuse its loaded model).
-        face_index: which face when there are several (None = the largest).
+        face_index: which face when there are several (None = face 0, the best ranked).
 
     Returns:
         ``AlignedFace`` (its ``source_shape`` is the EXIF-corrected photo's).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,41 @@ def load_image(source: ImageSource, background: tuple[int, int, int] = (255, 255
         return _pil_to_rgb(_open_file(Path(source)), background)
     raise InputError(f"cannot load an image from a {type(source).__name__}; pass a file path, a PIL image "
                      "or a numpy array")
+
+
+@dataclass(frozen=True)
+class ImageLayers:
+    """A photo as animated plus, for a partly transparent one, what compositing hid.
+
+    Attributes:
+        rgb: ``[H, W, 3]`` uint8, exactly ``load_image(source)``.
+        straight: ``[H, W, 3]`` uint8 colour channels before compositing, or None for an opaque photo.
+        alpha: ``[H, W]`` uint8 opacity, or None for an opaque photo.
+    """
+
+    rgb: np.ndarray
+    straight: np.ndarray | None = None
+    alpha: np.ndarray | None = None
+
+
+def load_image_layers(source: ImageSource, background: tuple[int, int, int] = (255, 255, 255)) -> ImageLayers:
+    """``load_image`` that also keeps the colour channels and opacity of a partly transparent photo (face
+    detection looks at both: a semi-transparent face composited over white can fade below detection)."""
+    rgba: np.ndarray | None = None
+    if isinstance(source, np.ndarray) and source.ndim == 3 and source.shape[2] == 4:
+        rgba = _to_uint8(source, False) if source.shape[0] and source.shape[1] else None
+    elif isinstance(source, (str, os.PathLike, Image.Image)):
+        img = _open_file(Path(source)) if not isinstance(source, Image.Image) else _upright(source)
+        has_alpha = img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info)
+        if not has_alpha or img.width == 0 or img.height == 0:
+            return ImageLayers(_pil_to_rgb(img, background))
+        rgba = np.asarray(img.convert("RGBA"))
+    if rgba is None:
+        return ImageLayers(load_image(source, background))
+    rgb = _composite(rgba, background)
+    if int(rgba[:, :, 3].min()) == 255:
+        return ImageLayers(rgb)
+    return ImageLayers(rgb, np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3]))
 
 
 def _open_file(path: Path) -> Image.Image:

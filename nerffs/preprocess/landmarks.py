@@ -10,8 +10,9 @@ mean the image side: points 36-41 are the eye on the image's left (the subject's
 * ``FanLandmarks`` (optional): the ``face-alignment`` package (FAN, Bulat & Tzimiropoulos 2017). Used only
   when the package and its weights are present; otherwise a one-line error says what to install.
 
-Faces are returned largest first; detections scoring below ``confident_score`` (typical false positives,
-e.g. the mission patch on the scikit-image astronaut photo) are ordered after every confident face.
+Faces are ranked (``order_faces``): detections scoring below ``confident_score`` (typical false positives,
+e.g. the mission patch on the scikit-image astronaut photo) come after every confident face; within each group
+a much larger face comes first, and among faces of about the same size the most frontal one.
 """
 from __future__ import annotations
 
@@ -86,9 +87,32 @@ class FaceLandmarks:
         return np.stack([(p[36] + p[39]) / 2, (p[42] + p[45]) / 2, p[30], p[48], p[54]])
 
 
+FRONTAL_WEIGHT = 0.3
+"""Weight of frontality against relative size (1 = the largest face of its group) when ranking faces."""
+
+
+def frontality(face: FaceLandmarks) -> float:
+    """1 for a frontal face, falling to 0 at about 50 degrees of yaw: the nose tip's (point 30) offset from
+    the middle of the eyes along the eye line, in inter-ocular distances (0.5 or more counts as profile)."""
+    left, right = face.eye_centers
+    axis = right - left
+    iod = float(np.hypot(*axis))
+    if not np.isfinite(iod) or iod < 1e-6:
+        return 0.0
+    offset = float(np.dot(face.points[30] - (left + right) / 2, axis / iod)) / iod
+    return float(np.clip(1.0 - abs(offset) / 0.5, 0.0, 1.0))
+
+
 def order_faces(faces: list[FaceLandmarks], confident_score: float) -> list[FaceLandmarks]:
-    """Order faces confident-first, then by box area (largest first), then left to right."""
-    return sorted(faces, key=lambda f: (f.score < confident_score, -f.area, f.box[0]))
+    """Rank faces: confident first; within each group by ``sqrt(area / largest area) + 0.3 * frontality``
+    (a much larger face wins; among faces of about the same size the most frontal one); then left to right."""
+    quality: dict[int, float] = {}
+    for group in ([f for f in faces if f.score >= confident_score], [f for f in faces if f.score < confident_score]):
+        largest = max((f.area for f in group), default=0.0)
+        for f in group:
+            size = float(np.sqrt(f.area / largest)) if largest > 0 else 0.0
+            quality[id(f)] = size + FRONTAL_WEIGHT * frontality(f)
+    return sorted(faces, key=lambda f: (f.score < confident_score, -round(quality[id(f)], 6), f.box[0]))
 
 
 class LandmarkDetector(abc.ABC):
@@ -120,7 +144,7 @@ class LandmarkDetector(abc.ABC):
             image: anything ``load_image`` accepts; typically ``[H, W, 3]`` uint8 RGB.
 
         Returns:
-            list of ``FaceLandmarks``, confident faces first, each group largest first (may be empty).
+            list of ``FaceLandmarks`` in ``order_faces`` rank (may be empty).
         """
         rgb = load_image(image)
         faces = order_faces(self._find_faces(rgb), self.confident_score)
@@ -132,8 +156,8 @@ class LandmarkDetector(abc.ABC):
 
         Args:
             image: anything ``load_image`` accepts; typically ``[H, W, 3]`` uint8 RGB.
-            face_index: which face when there are several, in ``detect_all`` order (0 = largest confident face);
-                None picks the largest, which equals 0.
+            face_index: which face when there are several, in ``detect_all`` order (0 = the best ranked:
+                confident, large, frontal); None picks face 0.
 
         Returns:
             the chosen ``FaceLandmarks``.
@@ -150,9 +174,10 @@ class LandmarkDetector(abc.ABC):
         index = 0 if face_index is None else face_index
         if not 0 <= index < len(faces):
             raise InputError(f"face_index={face_index} is out of range: {len(faces)} face(s) found; use 0 to "
-                             f"{len(faces) - 1} (faces are ordered largest first)")
+                             f"{len(faces) - 1} (faces are ranked confident, large and frontal first)")
         if face_index is None and len(faces) > 1:
-            logger.info("%d faces found; using the largest (pass face_index to choose another)", len(faces))
+            logger.info("%d faces found; using face 0, the best ranked (pass face_index to choose another)",
+                        len(faces))
         return faces[index]
 
 
@@ -191,7 +216,7 @@ class DlibConfig:
     score_threshold: float = 0.0
     """Detections scoring at or below this are discarded (dlib's own default is 0)."""
     confident_score: float = 0.5
-    """Detections scoring below this are ranked after confident ones when choosing the largest face."""
+    """Detections scoring below this are ranked after confident ones when choosing the face."""
 
 
 class DlibLandmarks(LandmarkDetector):
@@ -381,7 +406,7 @@ def create_detector(backend: Literal["dlib", "fan", "auto"] = "dlib") -> Landmar
 
 
 def detect_all(image: ImageSource, detector: LandmarkDetector | None = None) -> list[FaceLandmarks]:
-    """Every face in ``image``, largest confident face first (see ``LandmarkDetector.detect_all``).
+    """Every face in ``image``, best ranked first (see ``order_faces`` and ``LandmarkDetector.detect_all``).
 
     ``detector`` defaults to a fresh ``DlibLandmarks``, which loads its model (~1 s); pass one to reuse it.
     """
@@ -394,7 +419,7 @@ def detect_landmarks(image: ImageSource, face_index: int | None = None,
 
     Args:
         image: anything ``load_image`` accepts.
-        face_index: which face when there are several (0 = largest); None picks the largest.
+        face_index: which face when there are several (0 = the best ranked); None picks face 0.
         detector: detector to use; defaults to a fresh ``DlibLandmarks`` (pass one to avoid reloading the model).
 
     Returns:
