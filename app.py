@@ -12,9 +12,11 @@ when espeak-ng is installed). Importing this module does no work: ``build_demo``
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 API_NAMES = ("preview", "generate", "tts")
@@ -67,32 +69,51 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         component.preprocess = preprocess
         return component
 
-    def fail(exc: BaseException):
-        """Every failure reaches the user as one line; unexpected ones keep their trace in the server log."""
+    temp_roots = tuple(str(p) for p in (work.root, os.environ.get("GRADIO_TEMP_DIR"),
+                                        Path(tempfile.gettempdir()) / "gradio") if p)
+
+    def fail(exc: BaseException, *uploads):
+        """Every failure reaches the user as one line, naming files as uploaded (never server temp paths);
+        unexpected ones keep their trace in the server log."""
         if isinstance(exc, gr.Error):
             raise exc
         if not isinstance(exc, (ValueError, OSError)):
             log.error("request failed", exc_info=exc)
-        raise gr.Error(error_line(exc).removeprefix("error: "), print_exception=False) from None
+        names = {str(u): Path(str(u)).name for u in uploads if u}
+        message = sup.user_message(error_line(exc).removeprefix("error: "), names, temp_roots)
+        raise gr.Error(message, print_exception=False) from None
 
-    def preview(photo, seed=0, progress=gr.Progress(track_tqdm=True)):
-        """Photo -> (aligned face, landmark overlay, novel-view orbit mp4)."""
+    def preview(photo, seed=0, face=0, progress=gr.Progress(track_tqdm=True)):
+        """Photo -> (aligned face, landmark overlay, novel-view orbit mp4) of face number ``face``."""
         try:
             progress(0.0, desc="aligning the face")
             path = sup.check_image_file(photo)
             out = serial.run(sup.preview_identity, pipeline, path, work.new(), seed=int(seed or 0),
-                             num_views=preview_views)
+                             num_views=preview_views, face_index=sup.face_number(face))
             return out.aligned, out.overlay, None if out.orbit is None else str(out.orbit)
         except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
-            fail(exc)
+            fail(exc, photo)
 
-    def generate(photo, audio, driving_video=None, exp_scale=cfg.audio.exp_scale,
-                 momentum=cfg.audio.ref_momentum, mask_window=cfg.loop.mask_window, blink=cfg.audio.blink == "random",
-                 camera="input pose", yaw=0.0, pitch=0.0, period=4.0, expression_from_driving=False,
-                 paste_back=False, seed=0, transcript="", head=default_head, pose_scale=cfg.motion.pose_scale,
-                 blink_strength=cfg.audio.blink_strength, progress=gr.Progress(track_tqdm=True)):
-        """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track. ``transcript``:
-        the words spoken, when known (set by the Speak button; the offline models align them)."""
+    def faces(photo, face=0):
+        """Photo -> the photo with its faces boxed and numbered (the face picker)."""
+        if not photo:
+            return None
+        try:
+            overlay, _ = serial.run(sup.faces_preview, pipeline, sup.check_image_file(photo), sup.face_number(face))
+            return overlay
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
+            fail(exc, photo)
+
+    def generate_with_animation(photo, audio, driving_video=None, exp_scale=cfg.audio.exp_scale,
+                                momentum=cfg.audio.ref_momentum, mask_window=cfg.loop.mask_window,
+                                blink=cfg.audio.blink == "random", camera="input pose", yaw=0.0, pitch=0.0,
+                                period=4.0, expression_from_driving=False, paste_back=False, seed=0, transcript="",
+                                head=default_head, pose_scale=cfg.motion.pose_scale,
+                                blink_strength=cfg.audio.blink_strength, face=0,
+                                progress=gr.Progress(track_tqdm=True)):
+        """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track, and the animation
+        .npz (expression, cameras, head pose per frame). ``transcript``: the words spoken, when known (set by the
+        Speak button; the offline models align them); ``face``: the photo's face number (0: the best ranked)."""
         try:
             progress(0.0, desc="checking the inputs")
             path = sup.check_image_file(photo)
@@ -103,13 +124,23 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
             options = sup.run_options(exp_scale=exp_scale, momentum=momentum, mask_window=mask_window,
                                       blink=blink, camera=spec, expression_from_driving=expression_from_driving,
                                       paste_back=paste_back, head=head, pose_scale=pose_scale,
-                                      blink_strength=blink_strength)
+                                      blink_strength=blink_strength, face_index=sup.face_number(face))
             progress(0.05, desc="aligning, fitting and rendering (cached per face)")
-            out = serial.run(pipeline, path, audio or None, work.new() / "talking_head.mp4", seed=int(seed or 0),
-                             show_progress=True, transcript=(transcript or "").strip() or None, **options)
-            return str(out.video)
+            folder = work.new()
+            out = serial.run(pipeline, path, audio or None, folder / "talking_head.mp4", seed=int(seed or 0),
+                             show_progress=True, transcript=(transcript or "").strip() or None,
+                             save_coefficients=str(folder / "talking_head_animation.npz"), **options)
+            return str(out.video), str(out.coefficients)
         except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
-            fail(exc)
+            fail(exc, photo, audio, driving_video)
+
+    @functools.wraps(generate_with_animation)  # same parameters (the API's names), the video only
+    def generate(*args, **kwargs):
+        return generate_with_animation(*args, **kwargs)[0]
+
+    generate.__doc__ = ("Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track. "
+                        "``transcript``: the words spoken, when known; ``face``: the photo's face number (0: the "
+                        "best ranked).")
 
     def tts(text):
         """Text -> speech wav (espeak-ng)."""
@@ -168,24 +199,36 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                     from_driving = gr.Checkbox(value=False, label="Expressions from the driving video")
                     paste = gr.Checkbox(value=cfg.render.paste_back, label="Paste the face back into the photo")
                     seed = gr.Number(value=0, precision=0, label="Seed")
+                    face = gr.Number(value=0, precision=0, minimum=0, label="Face number (see 'Faces found')",
+                                     elem_id="face-index")
                     gr.Markdown(f"Output: {res}x{res} pixels at {cfg.audio.fps:g} fps (set by the weights).")
                 with gr.Row():
                     preview_btn = gr.Button("Preview face", elem_id="preview-button")
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 video = gr.Video(label="Talking head", elem_id="output-video", interactive=False)
+                animation = gr.File(label="Animation (.npz: expression, cameras, head pose per frame)",
+                                    interactive=False, elem_id="animation")
                 with gr.Row():
+                    found = gr.Image(label="Faces found (numbers for 'Face number')", interactive=False,
+                                     elem_id="faces")
                     aligned = gr.Image(label="Aligned face", interactive=False, elem_id="aligned")
                     overlay = gr.Image(label="Landmarks", interactive=False, elem_id="landmarks")
                     orbit = gr.Video(label="Novel views of the identity", interactive=False, autoplay=True,
                                      loop=True, elem_id="orbit")
         shared = dict(concurrency_id="pipeline", concurrency_limit=concurrency_limit)
-        preview_in, preview_out = [photo, seed], [aligned, overlay, orbit]
+        preview_in, preview_out = [photo, seed, face], [aligned, overlay, orbit]
         gen_in = [photo, audio, driving, exp_scale, momentum, mask_window, blink, camera, yaw, pitch, period,
-                  from_driving, paste, seed, spoken, head, pose_scale, blink_strength]
+                  from_driving, paste, seed, spoken, head, pose_scale, blink_strength, face]
         preview_btn.click(preview, preview_in, preview_out, api_name="preview", **shared)
-        # Generate: the preview first (quick, cached per face), then the long render.
+        # The face picker: every detected face numbered, redrawn when the photo or the number changes.
+        for event in (photo.change, face.change):
+            event(faces, [photo, face], [found], api_visibility="private", **shared)
+        # Generate: the preview first (quick, cached per face), then the long render with its animation file.
         run_btn.click(preview, preview_in, preview_out, api_visibility="private", **shared).success(
-            generate, gen_in, [video], api_name="generate", **shared)
+            generate_with_animation, gen_in, [video, animation], api_visibility="private", **shared)
+        # The stable API endpoint /generate (video only), on a button that is never shown.
+        api_btn = gr.Button(visible=False)
+        api_btn.click(generate, gen_in, [video], api_name="generate", **shared)
         speak.click(tts, [text], [audio], api_name="tts", concurrency_limit=2,
                     api_visibility="public" if has_tts else "private").success(
             lambda t: (t or "").strip()[:1000], [text], [spoken], api_visibility="private")
@@ -205,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model set: 'auto' (default: official if complete, else offline), 'offline', 'smoke', "
                         "or a weights directory")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--generator", default=None, choices=["256", "512", "1024"],
+                   help="official StyleNeRF generator file (default 512); only for the official weights")
     p.add_argument("--concurrency", type=int, default=1, help="requests rendered at once (default 1)")
     p.add_argument("--max-queue", type=int, default=16, help="requests that may wait (default 16)")
     p.add_argument("--max-file-size", default="50mb", help="largest upload (default 50mb)")
@@ -215,27 +260,35 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from nerffs.errors import NerffsError
-    from nerffs.utils.cli import error_line
+    from nerffs.utils.cli import run_command
 
+    return run_command(lambda: _serve(ns))
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    """Load the pipeline, build the demo and serve it until stopped; the temporary folder goes with it (at
+    exit, on Ctrl-C and on SIGTERM)."""
+    from nerffs.app_support import Workspace, install_termination_cleanup
+    from nerffs.audio.speech import find_espeak
+    from nerffs.examples import example_speech
+    from nerffs.pipeline import TalkingHeadPipeline
+    from nerffs.utils.device import check_device
+
+    check_device(ns.device)
+    pipeline = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, generator=ns.generator)
+    work = Workspace()
+    install_termination_cleanup(work.close)
+    speech = example_speech(work.root / "example_speech.wav", "Hi there. I am a talking head.") \
+        if find_espeak() else None
+    demo = build_demo(pipeline, example_audio=speech, concurrency_limit=ns.concurrency,
+                      max_queue=ns.max_queue, workspace=work)
+    print(f"nerffs demo: {pipeline.models.describe()} on http://{ns.host}:{ns.port}/ (temporary files in "
+          f"{work.root})", file=sys.stderr, flush=True)
     try:
-        from nerffs.app_support import Workspace
-        from nerffs.audio.speech import find_espeak
-        from nerffs.examples import example_speech
-        from nerffs.pipeline import TalkingHeadPipeline
-
-        pipeline = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device)
-        work = Workspace()
-        speech = example_speech(work.root / "example_speech.wav", "Hi there. I am a talking head.") \
-            if find_espeak() else None
-        demo = build_demo(pipeline, example_audio=speech, concurrency_limit=ns.concurrency,
-                          max_queue=ns.max_queue, workspace=work)
-    except (NerffsError, ValueError, OSError) as exc:
-        print(error_line(exc), file=sys.stderr)
-        return 1
-    print(f"nerffs demo: {pipeline.models.describe()} on http://{ns.host}:{ns.port}/", file=sys.stderr)
-    demo.launch(server_name=ns.host, server_port=ns.port, share=ns.share, max_file_size=ns.max_file_size,
-                allowed_paths=[str(Path(work.root))])
+        demo.launch(server_name=ns.host, server_port=ns.port, share=ns.share, max_file_size=ns.max_file_size,
+                    allowed_paths=[str(Path(work.root))])
+    finally:
+        work.close()
     return 0
 
 

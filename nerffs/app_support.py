@@ -5,19 +5,25 @@ The demo keeps its UI wiring in ``app.py``; everything here is plain Python and 
 * ``camera_spec`` / ``run_options``: the UI's controls -> the pipeline's flat ``PipelineConfig`` overrides;
 * ``landmark_overlay``: the aligned crop with its 68 landmarks drawn on (shows why a photo fails);
 * ``preview_identity``: aligned face, overlay and a short novel-view orbit of the identity (before the long run);
-* ``Workspace``: per-request temporary folders, removed once old and at exit;
-* ``SerialPipeline``: one request at a time on the shared pipeline (its options are swapped per call).
+* ``faces_preview``: the photo with every detected face boxed and numbered (the face picker);
+* ``Workspace``: per-request temporary folders, removed once old, at exit and on SIGTERM
+  (``install_termination_cleanup``);
+* ``SerialPipeline``: one request at a time on the shared pipeline (its options are swapped per call);
+* ``user_message``: an error line with server paths replaced by the names the user uploaded.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import os
+import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +66,22 @@ HEAD_MOTIONS = ("still", "nod with the speech", "nod with the speech (turn the c
 """Head-motion choices of the demo: none, from the audio by deformation (body still), from the audio by camera."""
 
 
+def face_number(value: float | int | None) -> int | None:
+    """The face picker's number -> ``face_index`` (0 or empty: None, the default face 0)."""
+    if value is None or value == "":
+        return None
+    number = float(value)
+    if not number.is_integer() or number < 0:
+        raise InputError(f"face number must be a whole number >= 0 (0 = the best ranked face), got {value}")
+    return int(number) or None
+
+
 def run_options(*, exp_scale: float, momentum: float, mask_window: int, blink: bool, camera: str,
                 expression_from_driving: bool = False, paste_back: bool = False, head: str | None = None,
-                pose_scale: float = 1.0, blink_strength: float = 1.0) -> dict[str, object]:
+                pose_scale: float = 1.0, blink_strength: float = 1.0, face_index: int | None = None
+                ) -> dict[str, object]:
     """The demo's controls as flat ``PipelineConfig`` overrides (validated where the pipeline would fail late).
-    ``head`` None keeps the model set's default head motion."""
+    ``head`` None keeps the model set's default head motion; ``face_index`` None the default face."""
     window = int(mask_window)
     if window < 1:
         raise InputError(f"mask window must be >= 1 frame, got {mask_window}")
@@ -80,6 +97,8 @@ def run_options(*, exp_scale: float, momentum: float, mask_window: int, blink: b
         options["pose"] = "none" if head == HEAD_MOTIONS[0] else "audio"
         options["head_motion"] = "camera" if head == HEAD_MOTIONS[2] else "deform"
         options["pose_scale"] = float(pose_scale)
+    if face_index is not None:
+        options["face_index"] = int(face_index)
     return options
 
 
@@ -129,8 +148,9 @@ class Preview:
 
 
 def preview_identity(pipe, image, out_dir: str | os.PathLike, *, seed: int = 0, num_views: int = 16,
-                     show_progress: bool = True) -> Preview:
-    """Align the photo, draw its landmarks and render the identity from ``num_views`` orbit cameras.
+                     show_progress: bool = True, face_index: int | None = None) -> Preview:
+    """Align the photo (face ``face_index``, None: face 0), draw its landmarks and render the identity from
+    ``num_views`` orbit cameras.
 
     Uses the pipeline's own steps (alignment and identity are cached per face, so the following talking-head
     run reuses them).
@@ -138,7 +158,7 @@ def preview_identity(pipe, image, out_dir: str | os.PathLike, *, seed: int = 0, 
     from nerffs.render.video import write_video
     from nerffs.render.views import OrbitConfig, orbit_cameras, render_views
 
-    _, aligned = pipe.align(image)
+    _, aligned = pipe.align(image, face_index=face_index)
     overlay = landmark_overlay(aligned.image, aligned.points)
     orbit = None
     if num_views > 0:
@@ -148,6 +168,55 @@ def preview_identity(pipe, image, out_dir: str | os.PathLike, *, seed: int = 0, 
                               show_progress=show_progress)
         orbit = write_video(frames, Path(out_dir) / "orbit_preview.mp4", fps=cfg.fps)
     return Preview(aligned=aligned.image, overlay=overlay, orbit=orbit)
+
+
+def faces_preview(pipe, image, face_index: int | None = None) -> tuple[np.ndarray, int]:
+    """The photo with every detected face boxed and numbered as ``face_index`` counts them (the chosen one in
+    green, doubtful detections marked '?'), and the number of faces. Large photos are drawn at most 1024 px."""
+    from nerffs.preprocess.faces import detect_faces, face_overlay
+    from nerffs.preprocess.image import load_image_layers
+
+    layers = load_image_layers(image)
+    det = pipe.detector
+    faces = detect_faces(det, layers.rgb, layers.straight, layers.alpha)
+    overlay = face_overlay(layers.rgb, faces, det.confident_score, chosen=face_index or 0)
+    if max(overlay.shape[:2]) > 1024:
+        from PIL import Image
+
+        scale = 1024 / max(overlay.shape[:2])
+        size = (max(1, round(overlay.shape[1] * scale)), max(1, round(overlay.shape[0] * scale)))
+        overlay = np.asarray(Image.fromarray(overlay).resize(size, Image.Resampling.LANCZOS))
+    return overlay, len(faces)
+
+
+def user_message(message: str, uploads: Mapping[str, str] | None = None, roots: tuple[str, ...] = ()) -> str:
+    """``message`` with server-side paths shown as the user knows them: each uploaded file's path replaced by
+    its name (``uploads``: path -> name), and any other path under ``roots`` (temporary folders) by its last
+    part."""
+    for path, name in sorted((uploads or {}).items(), key=lambda kv: -len(kv[0])):
+        if path:
+            message = message.replace(str(path), name)
+    for root in sorted((r for r in roots if r), key=len, reverse=True):
+        message = re.sub(re.escape(str(root).rstrip(os.sep)) + r"[^\s'\",;:)]*",
+                         lambda m: Path(m.group(0)).name or "(temporary folder)", message)
+    return message
+
+
+def install_termination_cleanup(*cleanups: Callable[[], None]) -> None:
+    """On SIGTERM (and SIGHUP where it exists): run ``cleanups`` (e.g. ``Workspace.close``), then exit with
+    128 + the signal number, so a stopped server leaves no temporary folder behind (atexit alone does not run
+    when a signal kills the process). Call from the main thread of the program (e.g. ``app.main``)."""
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        for cleanup in cleanups:
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - keep cleaning up, then exit
+                log.warning("cleanup on signal %d failed: %s", signum, exc)
+        raise SystemExit(128 + signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_signal)
 
 
 class Workspace:
@@ -213,6 +282,8 @@ def check_image_file(path: str | os.PathLike | None) -> Path:
     if path is None or not str(path):
         raise InputError("no photo given; upload a portrait photo (jpg/png/webp)")
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"the photo {p.name!r} is a folder; upload an image file (jpg/png/webp)")
     if not p.is_file():
         raise InputError(f"photo not found: {p.name}")
     from PIL import Image, UnidentifiedImageError

@@ -33,6 +33,9 @@ class IdentityConfig:
     """Reuse per-face results (alignment, reference render + 3DMM fit) keyed by image content and settings."""
     cache_dir: str | None = None
     """Where per-face results go; None = ``$NERFFS_CACHE/faces`` (default ``~/.cache/nerffs/faces``)."""
+    face_index: int | None = None
+    """Which face of the photo to animate, in the detector's ranking (0 = the best: confident, large, frontal;
+    ``nerffs.preprocess.faces``); None takes face 0 and warns when the photo holds several faces."""
 
 
 @dataclass
@@ -53,9 +56,20 @@ class RenderConfig:
     quality: int = 8
     """H.264 quality 0-10 (imageio-ffmpeg scale)."""
     frames_dir: str | None = None
-    """Also keep every frame as PNG here (needed for --resume)."""
+    """Also keep every frame as PNG here (needed for --resume), with the job's manifest (``job.json``)."""
     resume: bool = False
-    """Continue from the frames already in ``frames_dir``."""
+    """Continue from the frames already in ``frames_dir``; refused when they were made by another job (other
+    inputs, settings or models: ``nerffs.render.manifest``)."""
+    restart: bool = False
+    """Discard the frames (and manifest) already in ``frames_dir`` and start over."""
+    max_size: int | None = 1920
+    """Longest side of pasted-back frames: a larger photo is scaled down before pasting and encoding (players
+    and H.264 levels stop around 4K); None keeps the photo's size."""
+    save_coefficients: str | None = None
+    """Also write the animation to this ``.npz``: exp [T, 64], cams [T, 4, 4], fps, pose [T, 3] (when the head
+    moves) and, with ``save_control_points``, the driven control points [T, N, 2]."""
+    save_control_points: bool = False
+    """Add the driven control points to ``save_coefficients`` (N is thousands of points per frame)."""
     preview_sheet: bool = False
     """Also write a contact sheet (frames + an orbit of the identity) beside the video: ``NAME_sheet.png``."""
 

@@ -5,6 +5,11 @@ Difference under h-flip (Table 2) -> per-sample and aggregate tables (CSV + Mark
   Relative paths are resolved against the listing's folder.
 * Resumable: each finished sample leaves ``samples/<id>.json`` (+ ``<id>.npz`` Inception features); a rerun
   skips it.
+* Robust to bad rows: a sample that cannot be evaluated (a photo without a face, a clip too short to score, a
+  missing file) is recorded in ``samples/<id>.failed.json`` with its reason, shown as a ``failed`` row of the
+  per-sample table and in ``failures.{csv,md}``, and the run goes on; a rerun tries failed samples again.
+* NaN values are explained: each per-sample row has a ``notes`` column saying why a metric could not be
+  computed, and the Markdown tables end with a legend.
 * Shardable: sample ``i`` belongs to rank ``i % world_size`` (``RANK`` / ``WORLD_SIZE`` from torchrun); rank 0
   waits for every sample file and merges. No process group is needed: ranks meet through the output folder.
 
@@ -84,6 +89,39 @@ class EvalResult:
     files: list[Path]
     evaluated: list[str]
     skipped: list[str]
+    failed: dict[str, str] = field(default_factory=dict)
+    """Sample id -> why it could not be evaluated (every failed sample of the listing, on rank 0)."""
+
+
+NAN_REASONS = {
+    "cpbd": "CPBD undefined: no sharp edges in the scored frames",
+    "dlib_id": "dlib-ID: no face found in the scored frames",
+    "csim": "CSIM: no face found in the scored frames",
+    "proxy": "lip-sync proxy: no mouth found in enough frames (or no speech energy)",
+    "lse": "LSE: SyncNet found no face crops in the video",
+    "fid": "FID needs at least 2 frames on each side",
+}
+"""Metric prefix -> why it is NaN, when nothing more specific is known."""
+
+LEGEND = {
+    "per_sample": [
+        "cpbd: sharpness (CPBD, higher = sharper); dlib_id_cos / dlib_id_l2: identity similarity to the photo with "
+        "dlib's face descriptor (a stand-in, not CSIM); csim: ArcFace CSIM (only with its weights); proxy_r0 / "
+        "proxy_best_r / proxy_best_lag: correlation of mouth opening and speech energy at lag 0 / the best lag "
+        "(a lip-sync proxy, not LSE); lse_d / lse_c: SyncNet LSE (only with its weights).",
+        "condition: input (the photo), flipped (its mirror image), delta (input - flipped, Internal Difference), "
+        "failed (the sample could not be evaluated; the notes column says why, failures.md lists them all).",
+        "NaN: the metric could not be computed for that video; the notes column says why. A delta is NaN where "
+        "either condition is.",
+    ],
+    "aggregate": [
+        "Means over the evaluated samples, ignoring NaN values (NaN only when no sample had a value); n: samples "
+        "evaluated (failed samples are left out: failures.md). fid: FID per condition over the pooled frames "
+        "against the reference frames (few frames: noisy, not comparable with published tables).",
+        "delta: input - flipped (Internal Difference).",
+    ],
+}
+"""Lines printed under each Markdown table."""
 
 
 # ---- listing ---------------------------------------------------------------------------------------------
@@ -149,17 +187,19 @@ class Evaluator:
         wave = load_audio(sample.audio)
         ref = self._reference_frames(sample, photo)
         feats = {"reference": inception_features(self.inception, ref)}
-        metrics = {}
+        metrics, notes = {}, {}
         for cond in CONDITIONS if self.cfg.flip else CONDITIONS[:1]:
             src = photo if cond == "input" else flip_photo(photo)
             video = Path(self.cfg.out_dir) / "videos" / f"{sample.id}_{cond}.mp4"
             frames, fps = self._render(src, sample.audio, video)
             picked = frames[_spread(len(frames), self.cfg.max_frames)]
-            metrics[cond] = self._score(src, frames, picked, wave, fps)
+            notes[cond] = {}
+            metrics[cond] = self._score(src, frames, picked, wave, fps, notes[cond])
             feats[cond] = inception_features(self.inception, picked)
         record = {"id": sample.id, "image": str(sample.image), "audio": str(sample.audio),
                   "reference": str(sample.reference) if sample.reference else None, "metrics": metrics,
-                  "delta": deltas(metrics["input"], metrics["flipped"]) if "flipped" in metrics else {}}
+                  "delta": deltas(metrics["input"], metrics["flipped"]) if "flipped" in metrics else {},
+                  "notes": notes}
         out = self.sample_dir()
         with atomic_path(out / f"{sample.id}.npz") as tmp:
             with open(tmp, "wb") as fh:
@@ -182,19 +222,24 @@ class Evaluator:
         return frames[_spread(len(frames), self.cfg.max_frames)]
 
     def _score(self, source: np.ndarray, frames: np.ndarray, picked: np.ndarray, wave: np.ndarray,
-               fps: float) -> dict[str, float]:
-        """Every per-video metric; metrics that cannot run (no face, no weights) are NaN."""
+               fps: float, notes: dict[str, str] | None = None) -> dict[str, float]:
+        """Every per-video metric; metrics that cannot run (no face, no weights) are NaN, and ``notes`` gets
+        the reason for each NaN (metric -> reason)."""
         from nerffs.metrics.cpbd import video_cpbd
         from nerffs.metrics.lipsync_proxy import lipsync_proxy
 
+        notes = {} if notes is None else notes
         m: dict[str, float] = {"cpbd": video_cpbd(picked, len(picked))}
-        m.update(_identity(self.dlib_id, "dlib_id", source, picked))
+        m.update(_identity(self.dlib_id, "dlib_id", source, picked, notes))
         if self.csim is not None:
-            m["csim"] = _identity(self.csim, "csim", source, picked)["csim_cos"]
+            m["csim"] = _identity(self.csim, "csim", source, picked, notes)["csim_cos"]
         sync = lipsync_proxy(frames, wave, 16000, fps, self.detector, self.cfg.max_lag)
         lag = float(sync.best_lag) if math.isfinite(sync.best_r) else math.nan  # no face in any frame: no lag
         m.update(proxy_r0=sync.r_at_0, proxy_best_r=sync.best_r, proxy_best_lag=lag)
         m.update(self._lse(frames, wave))
+        for key, value in m.items():
+            if isinstance(value, float) and math.isnan(value) and key not in notes:
+                notes[key] = next((r for p, r in NAN_REASONS.items() if key.startswith(p)), "not computable")
         return m
 
     def _lse(self, frames: np.ndarray, wave: np.ndarray) -> dict[str, float]:
@@ -209,10 +254,14 @@ class Evaluator:
         return {"lse_d": s.lse_d, "lse_c": s.lse_c}
 
 
-def _identity(metric, name: str, source: np.ndarray, frames: np.ndarray) -> dict[str, float]:
+def _identity(metric, name: str, source: np.ndarray, frames: np.ndarray,
+              notes: dict[str, str] | None = None) -> dict[str, float]:
     try:
         s = metric.score(source, frames)
     except NoFaceError:  # no face in the source photo itself
+        if notes is not None:
+            notes.update({f"{name}_cos": "no face found in the source photo", f"{name}_l2": "no face found in "
+                          "the source photo"})
         return {f"{name}_cos": float("nan"), f"{name}_l2": float("nan")}
     return {f"{name}_cos": s.cosine, f"{name}_l2": s.l2}
 
@@ -240,8 +289,46 @@ def is_done(out_dir: Path, sample: Sample) -> bool:
     return path.with_suffix(".npz").is_file()
 
 
+def failure_path(out_dir: Path, sample: Sample) -> Path:
+    return Path(out_dir) / "samples" / f"{sample.id}.failed.json"
+
+
+def read_failure(out_dir: Path, sample: Sample) -> str | None:
+    """Why ``sample`` failed on its last attempt, or None (never tried, or it succeeded since)."""
+    if is_done(out_dir, sample):
+        return None
+    try:
+        return str(json.loads(failure_path(out_dir, sample).read_text(encoding="utf-8"))["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_failure(out_dir: Path, sample: Sample, exc: BaseException) -> str:
+    """Write ``samples/<id>.failed.json`` (atomically) and return the one-line reason."""
+    from nerffs.utils.cli import error_line
+
+    reason = error_line(exc).removeprefix("error: ")
+    data = {"id": sample.id, "image": str(sample.image), "audio": str(sample.audio), "reason": reason}
+    atomic_write_text(failure_path(out_dir, sample), json.dumps(data, indent=1) + "\n")
+    return reason
+
+
+def _evaluate_all(evaluator: "Evaluator", todo: list[Sample], cfg: EvalConfig, rank: int) -> None:
+    """Evaluate each sample; a sample that fails is recorded with its reason and the next one runs."""
+    for sample in progress(todo, desc=f"evaluate (rank {rank})", enabled=cfg.show_progress):
+        try:
+            evaluator.evaluate(sample)
+        except Exception as exc:  # noqa: BLE001 - one bad row must not stop the dataset (Ctrl-C still does)
+            reason = record_failure(cfg.out_dir, sample, exc)
+            log.warning("sample %s (image %s, audio %s) failed: %s; going on with the others", sample.id,
+                        sample.image.name, sample.audio.name, reason)
+        else:
+            failure_path(cfg.out_dir, sample).unlink(missing_ok=True)
+
+
 def run_evaluation(listing: str | os.PathLike | list[Sample], cfg: EvalConfig, pipeline=None) -> EvalResult:
-    """Evaluate this rank's shard of the listing (skipping finished samples); rank 0 then merges all."""
+    """Evaluate this rank's shard of the listing (skipping finished samples, retrying failed ones); rank 0
+    then merges all."""
     samples = read_listing(listing) if not isinstance(listing, list) else listing
     rank, world = shard_info(cfg)
     mine = [s for i, s in enumerate(samples) if i % world == rank]
@@ -249,21 +336,27 @@ def run_evaluation(listing: str | os.PathLike | list[Sample], cfg: EvalConfig, p
     skipped = [s.id for s in mine if s not in todo]
     if skipped:
         log.info("rank %d: %d finished sample(s) skipped", rank, len(skipped))
+    retried = [s.id for s in todo if failure_path(cfg.out_dir, s).is_file()]
+    if retried:
+        log.info("rank %d: trying %d failed sample(s) again: %s", rank, len(retried), ", ".join(retried))
     if todo:
-        evaluator = Evaluator(cfg, pipeline)
-        for sample in progress(todo, desc=f"evaluate (rank {rank})", enabled=cfg.show_progress):
-            evaluator.evaluate(sample)
+        _evaluate_all(Evaluator(cfg, pipeline), todo, cfg, rank)
     if rank != 0:
-        return EvalResult([], [], [], [s.id for s in todo], skipped)
+        return EvalResult([], [], [], [s.id for s in todo if is_done(cfg.out_dir, s)], skipped)
     _wait_for(cfg, samples)
+    failed = {s.id: r for s in samples if (r := read_failure(cfg.out_dir, s)) is not None}
     per_sample, aggregate, files = merge(cfg.out_dir, samples)
-    return EvalResult(per_sample, aggregate, files, [s.id for s in todo], skipped)
+    if failed:
+        log.warning("%d of %d sample(s) could not be evaluated (see %s): %s", len(failed), len(samples),
+                    Path(cfg.out_dir) / "failures.md", "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return EvalResult(per_sample, aggregate, files, [s.id for s in todo if is_done(cfg.out_dir, s)], skipped,
+                      failed)
 
 
 def _wait_for(cfg: EvalConfig, samples: list[Sample]) -> None:
     deadline = time.monotonic() + cfg.merge_timeout_s
     while True:
-        missing = [s.id for s in samples if not is_done(cfg.out_dir, s)]
+        missing = [s.id for s in samples if not is_done(cfg.out_dir, s) and read_failure(cfg.out_dir, s) is None]
         if not missing:
             return
         if time.monotonic() > deadline:
@@ -273,23 +366,29 @@ def _wait_for(cfg: EvalConfig, samples: list[Sample]) -> None:
 
 
 def merge(out_dir: str | os.PathLike, samples: list[Sample]) -> tuple[list[dict], list[dict], list[Path]]:
-    """Per-sample rows (one per sample and condition) and aggregate rows (mean per condition, FID over the
-    pooled features, and the Internal Difference row ``delta = input - flipped``); writes CSV + Markdown."""
+    """Per-sample rows (one per sample and condition, a ``failed`` row per failed sample) and aggregate rows
+    (mean per condition over the evaluated samples, FID over the pooled features, and the Internal Difference
+    row ``delta = input - flipped``); writes CSV + Markdown (with a legend) and the failures summary."""
     from nerffs.metrics.fid import fid_from_features
 
     out_dir = Path(out_dir)
-    records = [json.loads((out_dir / "samples" / f"{s.id}.json").read_text(encoding="utf-8")) for s in samples]
-    feats = [dict(np.load(out_dir / "samples" / f"{s.id}.npz")) for s in samples]
-    conds = [c for c in CONDITIONS if all(c in r["metrics"] for r in records)]
-    per_sample = [{"id": r["id"], "condition": c, **r["metrics"][c]} for r in records for c in conds]
-    per_sample += [{"id": r["id"], "condition": "delta", **r["delta"]} for r in records if r["delta"]]
-    reference = np.concatenate([f["reference"] for f in feats])
+    done = [s for s in samples if is_done(out_dir, s)]
+    records = [json.loads((out_dir / "samples" / f"{s.id}.json").read_text(encoding="utf-8")) for s in done]
+    feats = [dict(np.load(out_dir / "samples" / f"{s.id}.npz")) for s in done]
+    failures = [{"id": s.id, "image": str(s.image), "audio": str(s.audio), "reason": r} for s in samples
+                if (r := read_failure(out_dir, s)) is not None]
+    conds = [c for c in CONDITIONS if records and all(c in r["metrics"] for r in records)]
+    per_sample = [{"id": r["id"], "condition": c, **r["metrics"][c], "notes": _notes(r.get("notes", {}).get(c))}
+                  for r in records for c in conds]
+    per_sample += [{"id": r["id"], "condition": "delta", **r["delta"], "notes": _delta_notes(r["delta"])}
+                   for r in records if r["delta"]]
+    per_sample += [{"id": f["id"], "condition": "failed", "notes": f["reason"]} for f in failures]
     aggregate = []
     for c in conds:
         keys = sorted({k for r in records for k in r["metrics"][c]})
         row = {"condition": c, "n": len(records)}
         row.update({k: _nanmean([r["metrics"][c].get(k, math.nan) for r in records]) for k in keys})
-        generated = np.concatenate([f[c] for f in feats])
+        generated, reference = np.concatenate([f[c] for f in feats]), np.concatenate([f["reference"] for f in feats])
         row["fid"] = fid_from_features(generated, reference) if min(len(generated), len(reference)) >= 2 else math.nan
         aggregate.append(row)
     if len(aggregate) == 2:
@@ -300,8 +399,36 @@ def merge(out_dir: str | os.PathLike, samples: list[Sample]) -> tuple[list[dict]
     for name, rows in (("per_sample", per_sample), ("aggregate", aggregate)):
         files += [out_dir / f"{name}.csv", out_dir / f"{name}.md"]
         atomic_write_text(files[-2], to_csv(rows))
-        atomic_write_text(files[-1], to_markdown(rows))
+        atomic_write_text(files[-1], to_markdown(rows, LEGEND[name]))
+    files += write_failures(out_dir, failures)
     return per_sample, aggregate, files
+
+
+def write_failures(out_dir: Path, failures: list[dict]) -> list[Path]:
+    """``failures.{csv,md}``: every sample that could not be evaluated and why (removed when none failed)."""
+    paths = [out_dir / "failures.csv", out_dir / "failures.md"]
+    if not failures:
+        for p in paths:
+            p.unlink(missing_ok=True)
+        return []
+    atomic_write_text(paths[0], to_csv(failures))
+    atomic_write_text(paths[1], f"# {len(failures)} sample(s) could not be evaluated\n\n" + to_markdown(failures, [
+        "Each row is left out of the tables; fix its inputs and rerun the evaluation to try it again (finished "
+        "samples are skipped)."]))
+    return paths
+
+
+def _notes(notes: dict[str, str] | None) -> str:
+    """``a, b: reason; c: other reason`` (metrics grouped by reason)."""
+    grouped: dict[str, list[str]] = {}
+    for key, reason in (notes or {}).items():
+        grouped.setdefault(reason, []).append(key)
+    return "; ".join(f"{', '.join(keys)}: {reason}" for reason, keys in grouped.items())
+
+
+def _delta_notes(delta: dict) -> str:
+    nan = [k for k, v in delta.items() if isinstance(v, float) and math.isnan(v)]
+    return f"{', '.join(nan)}: NaN in a condition" if nan else ""
 
 
 def _nanmean(values: list[float]) -> float:
@@ -325,11 +452,13 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def to_markdown(rows: list[dict]) -> str:
-    """Rows -> a Markdown table; floats with 4 decimals. Metric names carry their labels (dlib_id_* is dlib-ID,
-    not CSIM; proxy_* is the lip-sync proxy, not LSE)."""
+def to_markdown(rows: list[dict], legend: list[str] | None = None) -> str:
+    """Rows -> a Markdown table; floats with 4 decimals; then the ``legend`` lines. Metric names carry their
+    labels (dlib_id_* is dlib-ID, not CSIM; proxy_* is the lip-sync proxy, not LSE)."""
     cols = _columns(rows)
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: (f"{v:.4f}" if isinstance(v, float) else str(v)).replace("|", "/")  # noqa: E731
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    if legend:
+        lines += [""] + [f"- {line}" for line in legend]
     return "\n".join(lines) + "\n"

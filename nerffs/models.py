@@ -20,7 +20,7 @@ import torch
 
 from nerffs.audio.audio2exp import Audio2Exp
 from nerffs.audio.audio2pose import Audio2Pose, load_audio2pose
-from nerffs.errors import CheckpointError
+from nerffs.errors import CheckpointError, InputError, WeightsMissingError
 from nerffs.face3d.bfm import ParametricFaceModel
 from nerffs.face3d.parsing import BiSeNet, ParsingConfig
 from nerffs.face3d.recon import Deep3DRegressor
@@ -117,19 +117,82 @@ def smoke_models(seed: int = 0, resolution: int = 128, num_vertices: int = 4000)
     return ModelSet(talking=talking, audio2exp=_frozen(Audio2Exp()), label=SMOKE)
 
 
-def official_models(root: str | os.PathLike | None = None, generator: str = "stylenerf_ffhq512",
+GENERATORS = {256: "stylenerf_ffhq256", 512: "stylenerf_ffhq512", 1024: "stylenerf_ffhq1024"}
+"""Official StyleNeRF generator file per resolution (``--generator``)."""
+
+ROLES = {
+    "generator": "renders the face: identity, novel views and PTI inversion (the StyleNeRF prior)",
+    "sadtalker": "speech -> expressions (Audio2Exp), the photo's pose and 3DMM fit (Deep3D), head motion "
+                 "(Audio2Pose)",
+    "bfm_front": "the BFM09 face model: the 3DMM mesh that drives the ray deformation",
+    "bisenet_seg16": "face parsing: the mouth mask for blending and the pinned body and background",
+    "bisenet_seg19": "face parsing: the mouth mask for blending and the pinned body and background",
+    "lipaintnet": "LipaintNet: the inside of the mouth (teeth, tongue) when it opens",
+}
+"""What each official file does for the method (said when ``auto`` falls back because one is missing)."""
+
+
+class IncompleteWeightsError(WeightsMissingError):
+    """Some official files are missing; ``missing`` names them (registry names), ``root`` is the directory."""
+
+    def __init__(self, message: str, missing: list[str], root: str | os.PathLike | None, generator: str):
+        super().__init__(message)
+        self.missing, self.root, self.generator = list(missing), root, generator
+
+
+def generator_asset(choice: int | str | None = None) -> str:
+    """Registry name of the official generator: None -> the default (``DEFAULT_PROVIDERS['generator']``, the
+    same file ``download_weights`` fetches and ``--list`` marks), 256 / 512 / 1024 (or '512') -> that
+    resolution's file, or a registry name.
+
+    Raises:
+        InputError: anything else.
+    """
+    from nerffs.weights import DEFAULT_PROVIDERS
+
+    if choice is None:
+        return DEFAULT_PROVIDERS["generator"]
+    text = str(choice).strip().lower().removesuffix("px")
+    if text.isdigit() and int(text) in GENERATORS:
+        return GENERATORS[int(text)]
+    if text in GENERATORS.values():
+        return text
+    raise InputError(f"unknown generator {choice!r}; choose 256, 512 or 1024 (the official StyleNeRF FFHQ files)")
+
+
+def official_names(generator: int | str | None = None, parsing: str = "bisenet_seg16") -> list[str]:
+    """The registry names of every file the official set needs (generator first)."""
+    return [generator_asset(generator), "sadtalker", "bfm_front", parsing, "lipaintnet"]
+
+
+def missing_table(err: IncompleteWeightsError) -> str:
+    """The lines of the fallback warning: each missing file, its name and what it would have done."""
+    from nerffs import weights
+
+    role = lambda n: ROLES["generator"] if n.startswith("stylenerf_") else ROLES.get(n, n)  # noqa: E731
+    return "\n".join(f"  - {weights.asset_path(n, err.root)} ({n}): {role(n)}" for n in err.missing)
+
+
+def official_models(root: str | os.PathLike | None = None, generator: int | str | None = None,
                     parsing: str = "bisenet_seg16") -> ModelSet:
     """Load every official file through the weights registry.
 
+    Args:
+        root: weights directory (default ``$NERFFS_WEIGHTS`` or ``~/.cache/nerffs/weights``).
+        generator: the StyleNeRF generator: None (the default, ``stylenerf_ffhq512``), 256, 512, 1024 or a
+            registry name.
+        parsing: the BiSeNet file (16-class ``bisenet_seg16``, NFS's, or ``bisenet_seg19``).
+
     Raises:
-        WeightsMissingError: ``root`` is not a directory, or files are missing: one line naming every missing
-            file and the command that fetches them into ``root``.
+        WeightsMissingError: ``root`` is not a directory.
+        IncompleteWeightsError: files are missing: one line naming every missing file and the command that
+            fetches them into ``root``.
         CheckpointError (and the generator's checkpoint errors): a file is unreadable; the line names it.
     """
     from nerffs import weights  # the registry; imported lazily so smoke runs never need it
-    from nerffs.errors import WeightsMissingError
 
-    names = [generator, "sadtalker", "bfm_front", parsing, "lipaintnet"]
+    gen = generator_asset(generator)
+    names = official_names(gen, parsing)
     base = weights.weights_dir(root)
     if root is not None and not base.is_dir():
         raise WeightsMissingError(f"weights directory {base} does not exist; give a directory holding the official "
@@ -138,9 +201,10 @@ def official_models(root: str | os.PathLike | None = None, generator: str = "sty
     missing = weights.missing(names, root)
     if missing:
         files = ", ".join(f"{weights.asset_path(n, root)} ({n})" for n in missing)
-        raise WeightsMissingError(f"official weights incomplete in {base}: missing {files}; fetch them with "
-                                  f"`{weights.fetch_command(missing, root)}` (files without a direct download print "
-                                  "how to get them by hand), or use the offline demo models (model set 'offline')")
+        raise IncompleteWeightsError(
+            f"official weights incomplete in {base}: missing {files}; fetch them with "
+            f"`{weights.fetch_command(missing, root)}` (files without a direct download print how to get them by "
+            "hand), or use the offline demo models (model set 'offline')", missing, root, gen)
     from nerffs.audio.audio2exp import load_audio2exp
     from nerffs.face3d.parsing import load_bisenet
     from nerffs.face3d.recon import load_deep3d
@@ -148,13 +212,33 @@ def official_models(root: str | os.PathLike | None = None, generator: str = "sty
     from stylenerf.io import load_generator
 
     path = lambda n: weights.resolve(n, root)  # noqa: E731
-    talking = TalkingModels(generator=_frozen(load_generator(path(generator))),
+    talking = TalkingModels(generator=_frozen(load_generator(path(gen))),
                             face_model=ParametricFaceModel.from_mat(path("bfm_front")),
                             deep3d=_frozen(load_deep3d(path("sadtalker"))), parser=_frozen(load_bisenet(path(parsing))),
                             lipaint=_frozen(load_lipaint(path("lipaintnet"))))
     return ModelSet(talking=talking, audio2exp=_frozen(load_audio2exp(path("sadtalker"))),
                     label=f"official:{Path(weights.weights_dir(root))}",
                     audio2pose=_optional_audio2pose(path("sadtalker")))
+
+
+def auto_models(generator: int | str | None = None) -> ModelSet:
+    """``auto``: the official set from the default weights directory when every file is there, else the offline
+    demo set, with one WARNING that lists each missing file, what it does for the method, and the command
+    that fetches them."""
+    from nerffs import weights
+
+    try:
+        return official_models(None, generator)
+    except IncompleteWeightsError as exc:
+        log.warning("official weights incomplete in %s (the official set needs all %d files; %d missing); using "
+                    "the OFFLINE demo models instead. Missing, and what each one does:\n%s\nFetch them with "
+                    "`%s` (files without a direct download print how to get them); `python -m "
+                    "scripts.download_weights --check` shows what is present", weights.weights_dir(),
+                    len(official_names(exc.generator)), len(exc.missing), missing_table(exc),
+                    weights.fetch_command(exc.missing))
+    except WeightsMissingError as exc:
+        log.warning("%s; using the OFFLINE demo models instead", exc)
+    return offline_models()
 
 
 def _optional_audio2pose(path: Path) -> Audio2Pose | None:

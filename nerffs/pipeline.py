@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,17 +23,23 @@ import numpy as np
 import torch
 
 from nerffs.audio import Audio2Exp, audio_to_expression, audio_to_pose, load_audio, mel_windows, smooth_poses
+from nerffs.audio.load import speech_warnings
 from nerffs.config import PipelineConfig, get_config
-from nerffs.errors import InputError, WeightsMissingError
-from nerffs.models import OFFLINE, SMOKE, ModelSet, offline_models, official_models, smoke_models
-from nerffs.preprocess.align import AlignConfig, AlignedFace, align_face, paste_back
-from nerffs.preprocess.image import ImageSource, load_image, to_tensor
+from nerffs.errors import InputError
+from nerffs.models import OFFLINE, SMOKE, ModelSet, auto_models, offline_models, official_models, smoke_models
+from nerffs.options import check_options, check_paths
+from nerffs.preprocess.align import AlignConfig, AlignedFace, align_face, fit_photo, paste_back
+from nerffs.preprocess.faces import choose_face, detect_faces
+from nerffs.preprocess.image import ImageSource, load_image_layers, to_tensor
 from nerffs.preprocess.landmarks import DlibLandmarks
-from nerffs.render.sheet import SheetConfig, contact_sheet, sheet_path, write_contact_sheet
+from nerffs.render.job import finish_job, input_digests, start_job
+from nerffs.render.manifest import JobManifest
+from nerffs.render.sheet import SheetConfig, contact_sheet, keep_frames, sheet_path, write_contact_sheet
 from nerffs.render.views import render_views
 from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
 from nerffs.talking.headpose import pose_cameras, prepare_pose, procedural_pose
 from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
+from nerffs.utils.device import check_device
 from stylenerf.camera import frontal_camera
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,8 @@ class TalkingHeadOutput:
     timings: dict[str, float] = field(default_factory=dict)
     pose: torch.Tensor | None = None
     """[T, 3] head pose offsets (pitch, yaw, roll; radians) when the head moved, else None."""
+    coefficients: Path | None = None
+    """The animation ``.npz`` when ``save_coefficients`` was given (``nerffs.render.coefficients``)."""
 
 
 @dataclass
@@ -74,9 +81,9 @@ class TalkingHeadPipeline:
     """The whole method with its models. Build with :meth:`from_pretrained`."""
 
     def __init__(self, models: ModelSet, config: PipelineConfig | None = None, device: str | torch.device = "cpu"):
-        self.models = models.to(device)
+        self.device = check_device(device)
+        self.models = models.to(self.device)
         self.config = config or get_config(models.source)
-        self.device = torch.device(device)
         self._detector: DlibLandmarks | None = None
         self._weights_id: str | None = None
         self._show_progress = True
@@ -84,22 +91,29 @@ class TalkingHeadPipeline:
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = SMOKE, *, device: str | torch.device = "cpu",
-                        config: PipelineConfig | None = None, seed: int = 0) -> "TalkingHeadPipeline":
+                        config: PipelineConfig | None = None, seed: int = 0,
+                        generator: int | str | None = None) -> "TalkingHeadPipeline":
         """``"smoke"``: seeded random models; ``"offline"``: the offline demo set (fitted to each photo, no
         download); ``"auto"``: the official files in the default weights directory when all are present, else
-        the offline set (with a warning naming what is missing); anything else: a weights directory that must
-        hold the official files."""
+        the offline set (with a warning listing each missing file and what it does); anything else: a weights
+        directory that must hold the official files. ``generator``: the official StyleNeRF file, 256, 512 or
+        1024 (None: 512, the default everywhere); the smoke and offline sets have their own.
+
+        Raises:
+            InputError: the device cannot be used here (e.g. 'cuda' on a CPU-only torch build), or an unknown
+                generator.
+        """
+        check_device(device)  # before any model is built
+        if generator is not None and str(source) in (SMOKE, OFFLINE):
+            log.warning("generator %s applies to the official weights; the %s models have their own, so it is "
+                        "ignored", generator, source)
         if str(source) == SMOKE:
             return cls(smoke_models(seed), config, device)
         if str(source) == OFFLINE:
             return cls(offline_models(), config, device)
         if str(source) == "auto":
-            try:
-                return cls(official_models(None), config, device)
-            except WeightsMissingError as exc:
-                log.warning("%s; using the OFFLINE demo models instead", exc)
-                return cls(offline_models(), config, device)
-        return cls(official_models(source), config, device)
+            return cls(auto_models(generator), config, device)
+        return cls(official_models(source, generator), config, device)
 
     @property
     def detector(self) -> DlibLandmarks:
@@ -109,35 +123,28 @@ class TalkingHeadPipeline:
 
     # ---- steps ------------------------------------------------------------------------------------
     def check_inputs(self, image: ImageSource, audio: str | os.PathLike | None, output: str | os.PathLike) -> None:
-        """Step 1: fail early, in one line, on inputs that cannot work."""
-        if isinstance(image, (str, os.PathLike)) and not Path(image).is_file():
-            raise InputError(f"image not found: {image}")
-        if audio is None and self.config.render.expression == "audio":
-            raise InputError("no audio given; pass a speech recording (or drive expressions with a video: "
-                             "expression='driving', camera='driving:CLIP')")
-        if audio is not None and not Path(audio).is_file():
-            raise InputError(f"audio not found: {audio}")
-        out = Path(output)
-        if out.suffix.lower() != ".mp4":
-            raise InputError(f"output must be an .mp4 file, got {out.name!r}")
-        parent = out.parent if str(out.parent) else Path(".")
-        try:  # a real probe: permissions, read-only or virtual file systems, missing parents we cannot create
-            parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=parent, prefix=".nerffs-probe-"):
-                pass
-        except OSError as exc:
-            raise InputError(f"cannot write the output to {parent} ({exc.strerror or exc}); choose another "
-                             "output path") from None
+        """Step 1: fail early, in one line, on inputs that cannot work (``nerffs.options.check_paths``)."""
+        check_paths(image, audio, output, needs_audio=self.config.render.expression == "audio")
 
-    def align(self, image: ImageSource) -> tuple[np.ndarray, AlignedFace]:
-        """Step 3: load the photo, find the largest face, align it to the generator resolution (cached)."""
-        rgb = load_image(image)
+    def align(self, image: ImageSource, face_index: int | None = None) -> tuple[np.ndarray, AlignedFace]:
+        """Step 3: load the photo, rank its faces (``nerffs.preprocess.faces``: confident, large, frontal; a
+        transparent photo's colour channels are searched too), take face ``face_index`` (None: the config's
+        ``face_index``, else face 0; the choice is logged, with a warning when it is doubtful) and align it to
+        the generator resolution (cached)."""
+        layers = load_image_layers(image)
+        rgb = layers.rgb
         size = self.models.resolution
         cfg = AlignConfig(output_size=size, min_face_size=min(128.0, size))
-        cache, key = self._cache(), content_key("align", rgb, cfg, self.detector.config)
+        det = self.detector
+        index = face_index if face_index is not None else self.config.identity.face_index
+        faces = detect_faces(det, rgb, layers.straight, layers.alpha)
+        face = choose_face(faces, det.confident_score, index,
+                           no_face=f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image ({det.name} detector); "
+                                   f"{det.min_face_hint(rgb)}").face
+        cache, key = self._cache(), content_key("align", rgb, cfg, det.config, face.points)
         aligned = cache.load_aligned(key) if cache else None
         if aligned is None:
-            aligned = align_face(rgb, self.detector.detect(rgb), cfg)
+            aligned = align_face(rgb, face, cfg)
             if cache:
                 cache.save_aligned(key, aligned)
         return rgb, aligned
@@ -217,8 +224,9 @@ class TalkingHeadPipeline:
             from nerffs.inversion.lpips import BACKBONE_ASSETS, load_lpips
 
             cache = self._cache()
-            lpips = {net: load_lpips(net, weights.resolve(asset, self.models.weights_root), device=self.device)
-                     for net, asset in BACKBONE_ASSETS.items()}  # from the set's own weights directory
+            root = self.models.weights_root  # official sets: the backbones of their own weights directory
+            lpips = None if root is None else {net: load_lpips(net, weights.resolve(asset, root), device=self.device)
+                                               for net, asset in BACKBONE_ASSETS.items()}
             result = invert(g, to_tensor(aligned.image, self.device), cam, get_preset(cfg.inversion_preset),
                             cache_dir=None if cache is None else cache.root / "inversion",
                             base_weights_id=self._fingerprint(), rng=rng, show_progress=self._show_progress,
@@ -237,6 +245,8 @@ class TalkingHeadPipeline:
         """Step 2: audio file -> waveform and mel windows [T, 80, 16] (early, so a bad file fails before any
         rendering)."""
         wave = load_audio(audio, self.config.audio)
+        for problem in speech_warnings(wave, self.config.audio):
+            log.warning("%s: %s", Path(audio).name, problem)
         return Speech(wave=wave, mel=mel_windows(wave, self.config.audio), transcript=transcript)
 
     def expressions(self, speech: Speech | None, ref: Reference, driving, seed: int) -> torch.Tensor:
@@ -344,17 +354,31 @@ class TalkingHeadPipeline:
 
     def frames(self, talking: TalkingModels, ref: Reference, exp: torch.Tensor, cams: torch.Tensor,
                photo: np.ndarray, aligned: AlignedFace, show_progress: bool,
-               pose: torch.Tensor | None = None) -> Iterator[np.ndarray]:
-        """Step 8: frames in order, with resume from ``frames_dir``, paste-back and watermark applied."""
+               pose: torch.Tensor | None = None, job: JobManifest | None = None) -> Iterator[np.ndarray]:
+        """Step 8: frames in order, with paste-back (into the photo scaled to ``max_size``), watermark, and
+        resume from ``frames_dir`` (its job manifest checked and written before the first frame)."""
         from nerffs.render.frames import FrameStore
+
+        rc = self.config.render
+        if rc.paste_back:
+            h, w = photo.shape[:2]
+            photo, aligned = fit_photo(photo, aligned, rc.max_size)
+            if photo.shape[:2] != (h, w):
+                log.info("paste-back: the %dx%d photo is larger than max_size %d; frames are %dx%d (max_size=None "
+                         "keeps the full size)", w, h, rc.max_size, photo.shape[1], photo.shape[0])
+        size = photo.shape[:2] if rc.paste_back else (self.models.resolution,) * 2
+        store = FrameStore(rc.frames_dir) if rc.frames_dir else None
+        start = finish_job(store, job, size, int(exp.shape[0]), rc.resume) if store is not None else 0
+        return self._frames(talking, ref, exp, cams, photo, aligned, show_progress, pose, store, start, size)
+
+    def _frames(self, talking, ref, exp, cams, photo, aligned, show_progress, pose, store, start, size
+                ) -> Iterator[np.ndarray]:
         from nerffs.render.video import add_watermark
 
         rc = self.config.render
-        store = FrameStore(rc.frames_dir) if rc.frames_dir else None
-        start = store.count_done(exp.shape[0]) if (store is not None and rc.resume) else 0
         if start:
             log.info("resuming after %d rendered frames in %s", start, rc.frames_dir)
-            yield from store.read(start)
+            yield from store.read(start, size)
         head = pose if self._head_by_deformation() else None
         for i, frame in enumerate(render_frames(talking, ref, exp, cams, self.config.loop,
                                                 show_progress, start=start, pose=head), start=start):
@@ -383,7 +407,7 @@ class TalkingHeadPipeline:
         """
         with self._lock:  # calls are serialised: per-call options are installed on the object for the call
             saved = self.config
-            self.config = saved.replace(**options) if options else saved
+            self.config = check_options(options, saved)  # every option checked before any work
             self._show_progress = show_progress
             try:
                 return self._run(image, audio, output, seed, show_progress, transcript)
@@ -403,6 +427,8 @@ class TalkingHeadPipeline:
             t[name], clock = now - clock, now
 
         self.check_inputs(image, audio, output)                                     # 1
+        job = start_job(self.config, input_digests(image, audio, transcript, self.config.render.camera), seed,
+                        {"set": self.models.label, "fingerprint": self._fingerprint()})
         video_driven = self.config.render.expression == "driving"
         speech = None if audio is None or video_driven else self.speech(audio, transcript)  # 2
         clip = self.driving_clip()
@@ -417,18 +443,24 @@ class TalkingHeadPipeline:
         pose = self.head_poses(speech, ref, driving, exp.shape[0], seed)
         lap("audio2exp")
         cams = self.cameras(base_cam, exp.shape[0], driving, pose)                  # 7
-        frames = self.frames(talking, ref, exp, cams, photo, aligned, show_progress, pose)  # 8
+        frames = self.frames(talking, ref, exp, cams, photo, aligned, show_progress, pose, job)  # 8
         sheet_cfg, kept = SheetConfig(), {}
         if self.config.render.preview_sheet:
-            frames = _keep(frames, sheet_cfg.frame_indices(exp.shape[0]), kept)
+            frames = keep_frames(frames, sheet_cfg.frame_indices(exp.shape[0]), kept)
         path = write_video(frames, output, fps=self.config.audio.fps, audio_path=audio,
                            quality=self.config.render.quality, metadata=self._provenance())
         lap("render")
         if self.config.render.preview_sheet:
             self._write_sheet(path, kept, talking, ws, bg, sheet_cfg)
+        coefficients = None
+        if self.config.render.save_coefficients is not None:
+            from nerffs.render.coefficients import save_run_animation
+
+            coefficients = save_run_animation(self.config, talking, ref, exp, cams, pose, self.models.label)
         log.info("wrote %s (%d frames, %s) in %.1f s", path, exp.shape[0], self.models.describe(), sum(t.values()))
         return TalkingHeadOutput(video=path, num_frames=int(exp.shape[0]), fps=self.config.audio.fps, exp=exp,
-                                 cams=cams, ws=ws, weights=self.models.label, timings=t, pose=pose)
+                                 cams=cams, ws=ws, weights=self.models.label, timings=t, pose=pose,
+                                 coefficients=coefficients)
 
     def _write_sheet(self, video: Path, kept: dict[int, np.ndarray], talking: TalkingModels, ws: torch.Tensor,
                      bg: torch.Tensor, cfg: SheetConfig) -> Path:
@@ -450,12 +482,3 @@ class TalkingHeadPipeline:
         return {"comment": f"synthetic content: talking head generated by nerffs (NeRFFaceSpeech), "
                            f"{self.models.describe()}",
                 "title": "nerffs synthetic talking head"}
-
-
-def _keep(frames: Iterator[np.ndarray], indices: list[int], into: dict[int, np.ndarray]) -> Iterator[np.ndarray]:
-    """Pass frames through, keeping copies of those at ``indices`` in ``into``."""
-    wanted = set(indices)
-    for i, frame in enumerate(frames):
-        if i in wanted:
-            into[i] = np.array(frame)
-        yield frame

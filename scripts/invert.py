@@ -8,6 +8,11 @@ Writes into --out:
 Results are cached per face (image pixels, camera, base weights, settings, seed) under --cache-dir, and an
 interrupted run resumes from its last checkpoint when started again with the same arguments.
 
+LPIPS needs torchvision's ImageNet trunks (python -m scripts.download_weights lpips_vgg16_backbone
+lpips_alexnet_backbone). Without them a smoke run (no --weights, or --preset-inversion smoke) uses random
+trunks with a warning (the loss is then not perceptual); a run with real --weights is refused with the fetch
+command, since its result would be meaningless.
+
 Examples:
     python -m scripts.invert --image face.png --preset tiny --preset-inversion smoke --out outputs/inv_smoke
     python -m scripts.invert --image photo.jpg --align --weights ffhq_512.pkl --out outputs/inv
@@ -24,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from nerffs.utils.cli import run_command
 
 log = logging.getLogger("invert")
 
@@ -90,6 +97,28 @@ def _camera(args: InvertArgs) -> torch.Tensor:
     return front_matrix(torch.tensor([values]))
 
 
+def _check_lpips(args: InvertArgs, preset_allows_random: bool) -> bool:
+    """Whether missing LPIPS trunks may be replaced by random ones: yes for smoke runs (no --weights: a random
+    generator, or the smoke inversion preset), with a warning that the loss is not perceptual; with real
+    weights a missing trunk is refused here, in one line with the fetch command, before anything loads."""
+    from nerffs import weights
+    from nerffs.errors import WeightsMissingError
+    from nerffs.inversion.lpips import BACKBONE_ASSETS
+
+    missing = weights.missing(BACKBONE_ASSETS.values())
+    if not missing:
+        return False
+    if args.weights is None or preset_allows_random:
+        log.warning("LPIPS backbones missing (%s): using RANDOM trunk weights, so the inversion loss is not "
+                    "perceptual (fine for a smoke run; fetch them with `%s` for a real one)", ", ".join(missing),
+                    weights.fetch_command(missing))
+        return True
+    files = ", ".join(str(weights.asset_path(n)) for n in missing)
+    raise WeightsMissingError(f"PTI with real weights needs the LPIPS backbones: missing {files}; fetch them with "
+                              f"`{weights.fetch_command(missing)}` (a smoke run without --weights, or "
+                              "--preset-inversion smoke, uses random trunks instead)")
+
+
 def invert_to_dir(args: InvertArgs) -> Path:
     """Load generator and photo, run ``nerffs.inversion.invert``, write the outputs. Returns ``args.out``."""
     from nerffs.inversion import get_preset, invert
@@ -99,17 +128,23 @@ def invert_to_dir(args: InvertArgs) -> Path:
 
     from nerffs.errors import InputError, WeightsMissingError
 
+    if args.image.is_dir():
+        raise InputError(f"the image {args.image} is a directory; pass an image file")
     if not args.image.is_file():
         raise InputError(f"image {args.image} does not exist")
     if args.weights is not None and not args.weights.exists():
         raise WeightsMissingError(f"generator weights {args.weights} do not exist")
     cfg = get_preset(args.preset_inversion)
+    allow_random = _check_lpips(args, cfg.allow_random_lpips)  # before the generator loads
     g, weights_id = _load_generator(args)
     image = _load_image(args, g.img_resolution)
+    from nerffs.inversion.lpips import load_lpips_pair
+
+    lpips = load_lpips_pair(None, allow_random=allow_random, device=args.device)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     result = invert(g, image.to(args.device), _camera(args).to(args.device), cfg, cache_dir=cache_dir,
                     base_weights_id=weights_id, rng=torch.Generator().manual_seed(args.seed),
-                    show_progress=not args.quiet)
+                    show_progress=not args.quiet, lpips=lpips)
     args.out.mkdir(parents=True, exist_ok=True)
     save_safetensors(args.out / "pivot.safetensors", {"ws": result.ws, "bg_latent": result.bg_latent})
     save_generator(g.cfg, result.generator_state, args.out / "generator")
@@ -142,15 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        out = invert_to_dir(InvertArgs(**vars(ns)))
-    except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.utils.cli import error_line
 
-        print(error_line(exc), file=sys.stderr)
-        return 1
-    print(out)
-    return 0
+    def body() -> int:
+        from nerffs.utils.device import check_device
+
+        check_device(ns.device)
+        print(invert_to_dir(InvertArgs(**vars(ns))))
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

@@ -132,20 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     talking, camera, image, models = ns.talking, ns.camera, ns.image, ns.models
     del ns.talking, ns.camera, ns.image, ns.models
     models = models or (str(ns.weights) if ns.weights is not None else "auto")
-    try:
+
+    def body() -> int:
         if talking is not None:
             path = talking_orbit(talking[0], talking[1], ns.out, models, camera, ns.seed)
         elif image is not None:
             path = photo_orbit(image, ns.out, models, ns.frames, ns.fps, ns.seed, ns.stills)
         else:
             path = render_views_to_file(RenderViewsArgs(**vars(ns)))
-    except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.utils.cli import error_line
+        print(path)
+        return 0
 
-        print(error_line(exc), file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+    from nerffs.utils.cli import run_command
+
+    return run_command(body)  # one line for the user, no stack trace; Ctrl-C: "interrupted", 130
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import logging
 import sys
 from pathlib import Path
 
+from nerffs.utils.cli import run_command
+
 # CLI flag -> PipelineConfig field (flat override name).
 OPTION_FIELDS = {"camera": "camera", "exp_scale": "exp_scale", "momentum": "ref_momentum",
                  "mask_window": "mask_window", "blink": "blink", "deform": "deform_mode", "batch": "batch_size",
@@ -30,7 +32,11 @@ OPTION_FIELDS = {"camera": "camera", "exp_scale": "exp_scale", "momentum": "ref_
                  "resume": "resume", "identity": "source", "trunc": "truncation_psi",
                  "expression": "expression", "preview_sheet": "preview_sheet", "pose": "pose",
                  "pose_style": "pose_style", "pose_scale": "pose_scale", "head_motion": "head_motion",
-                 "blink_strength": "blink_strength"}
+                 "blink_strength": "blink_strength", "restart": "restart", "face_index": "face_index",
+                 "max_size": "max_size", "save_coefficients": "save_coefficients",
+                 "save_control_points": "save_control_points"}
+FLAG_NAMES = {field: "--" + flag.replace("_", "-") for flag, field in OPTION_FIELDS.items()}
+"""PipelineConfig field -> the flag that sets it (errors name options the way the user typed them)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="frames per generator call")
     p.add_argument("--paste-back", action="store_true", default=None, help="paste the face into the photo")
     p.add_argument("--watermark", action="store_true", default=None, help="visible 'synthetic' mark")
-    p.add_argument("--frames-dir", default=None, help="also keep PNG frames here (enables --resume)")
-    p.add_argument("--resume", action="store_true", default=None, help="continue from --frames-dir")
+    p.add_argument("--frames-dir", default=None, help="also keep PNG frames here (enables --resume), with the job's "
+                   "manifest job.json")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the frames in --frames-dir (refused when they belong to another job: other "
+                        "inputs, options or models)")
+    p.add_argument("--restart", action="store_true", default=None,
+                   help="discard the frames in --frames-dir and start over")
+    p.add_argument("--face-index", type=int, default=None, metavar="N",
+                   help="which face of the photo to animate, 0 = the best ranked (confident, large, frontal); the "
+                        "log lists the faces found")
+    p.add_argument("--generator", default=None, choices=["256", "512", "1024"],
+                   help="official StyleNeRF generator file (default 512, the one download_weights fetches); "
+                        "only for the official weights")
+    p.add_argument("--max-size", type=int, default=None, metavar="PX",
+                   help="with --paste-back: longest side of the video (default 1920; the photo is scaled down "
+                        "before pasting and encoding); 0 keeps the photo's size")
+    p.add_argument("--save-coefficients", default=None, metavar="PATH.npz",
+                   help="also write the animation: exp [T,64], cams [T,4,4], fps, pose [T,3] when the head moves")
+    p.add_argument("--save-control-points", action="store_true", default=None,
+                   help="add the driven control points [T,N,2] to --save-coefficients (large)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
@@ -90,31 +114,38 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     options = {field: getattr(ns, flag) for flag, field in OPTION_FIELDS.items() if getattr(ns, flag) is not None}
+    if options.get("max_size") == 0:  # --max-size 0: keep the photo's size
+        options["max_size"] = None
     if ns.example == (ns.image is not None or ns.audio is not None) or (ns.image is None) != (ns.audio is None):
         print("error: give an IMAGE and an AUDIO file, or --example (and neither)", file=sys.stderr)
         return 2
-    if ns.resume and not ns.frames_dir:
-        print("error: --resume needs --frames-dir (the frames to continue from)", file=sys.stderr)
-        return 2
-    try:
-        from nerffs.pipeline import TalkingHeadPipeline
+    return run_command(lambda: _talk(ns, options))
 
-        if ns.example:
-            from nerffs.examples import EXAMPLE_TEXT, example_photo, example_speech
 
-            ns.image = example_photo()
-            ns.audio = example_speech(ns.out.with_name(ns.out.stem + "_speech.wav"))
-            ns.transcript = ns.transcript or EXAMPLE_TEXT
-        if ns.audio is not None and str(ns.audio) == "-":
-            ns.audio = None
-        pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed)
-        out = pipe(ns.image, ns.audio, ns.out, seed=ns.seed, show_progress=not ns.quiet, transcript=ns.transcript,
-                   **options)
-    except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.utils.cli import error_line
+def _talk(ns: argparse.Namespace, options: dict) -> int:
+    """Check every option and path in the user's words, then load the models and render."""
+    from nerffs.config import get_config
+    from nerffs.options import check_options, check_paths
+    from nerffs.utils.device import check_device
 
-        print(error_line(exc), file=sys.stderr)
-        return 1
+    check_device(ns.device)
+    check_options(options, get_config("official"), FLAG_NAMES)  # before any model loads
+    if not ns.example:
+        audio = None if str(ns.audio) == "-" else ns.audio
+        check_paths(ns.image, audio, ns.out, needs_audio=options.get("expression", "audio") == "audio")
+    from nerffs.pipeline import TalkingHeadPipeline
+
+    if ns.example:
+        from nerffs.examples import EXAMPLE_TEXT, example_photo, example_speech
+
+        ns.image = example_photo()
+        ns.audio = example_speech(ns.out.with_name(ns.out.stem + "_speech.wav"))
+        ns.transcript = ns.transcript or EXAMPLE_TEXT
+    if ns.audio is not None and str(ns.audio) == "-":
+        ns.audio = None
+    pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed, generator=ns.generator)
+    out = pipe(ns.image, ns.audio, ns.out, seed=ns.seed, show_progress=not ns.quiet, transcript=ns.transcript,
+               **options)
     print(out.video)
     return 0
 

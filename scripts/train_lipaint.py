@@ -44,15 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: getattr(ns, k) for k in OVERRIDES if getattr(ns, k) is not None}
     if ns.quiet:
         overrides["progress"] = False
-    try:
-        path = train(TrainConfig.preset(ns.preset, **overrides), ns.out, resume=ns.resume)
-    except Exception as exc:  # one line for the user, no stack trace
-        from nerffs.utils.cli import error_line
 
-        print(error_line(exc), file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+    def body() -> int:
+        print(train(TrainConfig.preset(ns.preset, **overrides), ns.out, resume=ns.resume))
+        return 0
+
+    from nerffs.utils.cli import run_command
+
+    return run_command(body)  # one line for the user, no stack trace; Ctrl-C: "interrupted", 130
 
 
 if __name__ == "__main__":

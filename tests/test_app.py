@@ -256,3 +256,68 @@ def test_head_motion_controls_map_to_pipeline_options():
     assert (cfg.motion.head_motion, cfg.audio.blink_strength) == ("camera", 1.4)
     with pytest.raises(Exception, match="head motion"):
         run_options(**base, head="spin")
+
+
+# ---- issue #16: face picker, animation download, error names, SIGTERM ----------------------------------------
+def test_face_picker_and_animation_download(gradio_env, smoke_pipeline, speech):
+    """The UI's Generate also offers the animation .npz (the public /generate still returns the video only),
+    and the face picker numbers the faces of the photo."""
+    import app
+    from nerffs.examples import example_photo
+
+    demo = app.build_demo(smoke_pipeline)
+    fns = {f.api_name: f for f in demo.fns.values()}
+    assert [type(o).__name__ for o in fns["generate"].outputs] == ["Video"]
+    ui = fns["generate_with_animation"]
+    assert [type(o).__name__ for o in ui.outputs] == ["Video", "File"]
+    video, animation = ui.fn(str(example_photo()), str(speech))
+    data = np.load(animation)
+    assert Path(video).is_file() and data["exp"].shape[1] == 64 and data["cams"].shape[1:] == (4, 4)
+    overlay = fns["faces"].fn(str(example_photo()), 0)
+    assert overlay.shape == (512, 512, 3)
+    params = [p["parameter_name"] for p in demo.get_api_info()["named_endpoints"]["/generate"]["parameters"]]
+    assert params[-1] == "face"
+
+
+def test_errors_name_the_uploaded_file_not_server_paths(served, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from nerffs.examples import example_photo
+
+    _, client = served
+    bad = tmp_path / "my speech.wav"
+    bad.write_text("this is not audio")
+    with pytest.raises(AppError) as info:
+        client.predict(photo=handle_file(str(example_photo())), audio=handle_file(str(bad)), api_name="/generate")
+    msg = str(info.value)
+    assert "my speech.wav" in msg and "/tmp" not in msg and os.environ["GRADIO_TEMP_DIR"] not in msg, msg
+
+
+@pytest.mark.slow
+def test_sigterm_removes_the_temporary_folder(tmp_path):
+    import signal
+    import urllib.request
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--models", "smoke", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()[-2000:]
+                time.sleep(0.5)
+        work = list(tmp_path.glob("nerffs-app-*"))
+        assert len(work) == 1 and work[0].is_dir()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 128 + signal.SIGTERM
+        assert not work[0].exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -175,6 +175,30 @@ def check_duration(num_samples: int, cfg: AudioConfig, source: str = "audio") ->
                          f"(e.g. ffmpeg -i IN -t {cfg.max_seconds:g} OUT.wav) or raise AudioConfig.max_seconds")
 
 
+SHORT_SPEECH_S = 0.5
+"""Recordings shorter than this are accepted with a warning (a handful of frames)."""
+SILENT_DBFS = -50.0
+"""Recordings whose peak stays below this level (dB full scale) are accepted with a warning (silence)."""
+
+
+def speech_warnings(wave: np.ndarray, cfg: AudioConfig | None = None) -> list[str]:
+    """Problems of a loaded recording that still give a video but probably not the one wanted: very short,
+    or silent. ``wave`` [L] at ``cfg.sample_rate``; returns one sentence per problem (empty when fine)."""
+    cfg = cfg or AudioConfig()
+    seconds = wave.shape[0] / cfg.sample_rate
+    out = []
+    if seconds < SHORT_SPEECH_S:
+        out.append(f"the recording is only {seconds:.2f} s long ({cfg.num_video_frames(wave.shape[0])} video "
+                   "frames); is it the right file?")
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    level = 20.0 * np.log10(peak) if peak > 0 else -np.inf
+    if level < SILENT_DBFS:
+        shown = "digital silence" if peak == 0 else f"peak level {level:.0f} dBFS"
+        out.append(f"the recording is silent ({shown}), so the mouth will not move; check the file or the "
+                   "microphone")
+    return out
+
+
 def load_audio(path: str | os.PathLike, cfg: AudioConfig | None = None) -> np.ndarray:
     """Load any supported audio file as a mono signal at ``cfg.sample_rate`` (spec 1.1).
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nerffs.utils.io import atomic_path
+
 SPEECH_TEXT = ("Hello, my name is Eileen. I am an astronaut, and tomorrow I will fly to the moon. "
                "The quick brown fox jumps over the lazy dog, while seven wise owls watch from the old oak tree. ")
 
@@ -41,11 +43,12 @@ def synthesize_speech(path: str | os.PathLike, seconds: float | None = None, *, 
     if exe is None:
         raise FileNotFoundError("espeak-ng is not installed; apt-get install espeak-ng (see .ci/system-deps.sh)")
     out = Path(path)
-    subprocess.run([exe, "-v", voice, "-s", str(words_per_minute), "-w", str(out), text], check=True,
-                   capture_output=True)
-    if seconds is not None:
-        speech, rate = soundfile.read(str(out), dtype="int16")
-        total = int(round(seconds * rate))
-        reps = -(-total // max(len(speech), 1))
-        soundfile.write(str(out), np.tile(speech, reps)[:total], rate, subtype="PCM_16")
+    with atomic_path(out, suffix=".wav") as tmp:  # an interrupted run leaves no half-written file
+        subprocess.run([exe, "-v", voice, "-s", str(words_per_minute), "-w", str(tmp), text], check=True,
+                       capture_output=True)
+        if seconds is not None:
+            speech, rate = soundfile.read(str(tmp), dtype="int16")
+            total = int(round(seconds * rate))
+            reps = -(-total // max(len(speech), 1))
+            soundfile.write(str(tmp), np.tile(speech, reps)[:total], rate, subtype="PCM_16", format="WAV")
     return out

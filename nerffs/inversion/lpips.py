@@ -31,7 +31,7 @@ from nerffs.errors import CheckpointError, WeightsMissingError
 from nerffs.utils.checkpoint import read_state_dict
 from nerffs.utils.logging import get_logger
 from nerffs.utils.packages import package_dir
-from nerffs.weights import REGISTRY, asset_path, fetch_command
+from nerffs.weights import REGISTRY, asset_path, fetch_command, resolve
 
 logger = get_logger(__name__)
 
@@ -254,3 +254,31 @@ def load_lpips(net: Net = "vgg", backbone_path: str | os.PathLike | None = None,
         raise WeightsMissingError(f"LPIPS-{net} backbone {path.name} not found at {path}: fetch it with "
                                   f"{fetch_command([BACKBONE_ASSETS[net]])} (or put torchvision's file there)")
     return model.to(device).eval().requires_grad_(False)
+
+
+def load_lpips_pair(root: str | os.PathLike | None = None, allow_random: bool = False, random_seed: int = 0,
+                    device: torch.device | str = "cpu") -> dict[str, LPIPS]:
+    """Both LPIPS nets (``{'vgg': ..., 'alex': ...}``, what PTI's two stages use) with their trunks from the
+    weights directory ``root``.
+
+    Args:
+        root: weights directory (default ``$NERFFS_WEIGHTS`` or ``~/.cache/nerffs/weights``).
+        allow_random: a missing trunk becomes a seeded random one (logged: a smoke metric, not perceptual)
+            instead of an error. Only for smoke runs.
+        random_seed: seed of random trunks.
+        device: where the modules live.
+
+    Raises:
+        WeightsMissingError: a trunk is missing (and not ``allow_random``): the line names the file and the
+            command that fetches it into ``root``.
+    """
+    out = {}
+    for net, asset in BACKBONE_ASSETS.items():
+        try:
+            path = resolve(asset, root)
+        except WeightsMissingError:
+            if not allow_random:
+                raise
+            path = asset_path(asset, root)
+        out[net] = load_lpips(net, path, allow_random=allow_random, random_seed=random_seed, device=device)
+    return out

@@ -450,7 +450,8 @@ def run_training(cfg: TrainConfig, out_dir: str | os.PathLike, models: Any = Non
     if resume:
         trainer.resume()
     elif (out / "checkpoints" / "latest.json").is_file():
-        raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) to continue it")
+        raise FileExistsError(f"{out} already holds a training run; continue it with --resume (library: "
+                              "resume=True), or choose another --out")
     if trainer.rank == 0:
         atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     logs = _Logs(cfg, out, trainer.step, enabled=trainer.rank == 0)

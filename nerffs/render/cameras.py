@@ -25,7 +25,7 @@ In every mode ``yaw`` / ``pitch`` turn the result further (a novel view on top o
 Text form (``CameraSpec.parse``; ``str(spec)`` gives it back)::
 
     input                              input:yaw=0.2          (== fixed:yaw=0.2)
-    fixed:yaw=0.3,pitch=-0.1           angles may end in "deg": fixed:yaw=15deg
+    fixed:yaw=0.3,pitch=-0.1           angles may end in "deg": fixed:yaw=15deg (|radians| > pi/2 are refused)
     orbit:yaw=0.4,pitch=0.1,period=4   amplitudes and seconds per loop; view_yaw= / view_pitch= add a view offset
     keyframes:0:0:0;2:0.4:0;4:0:0      time_s:yaw:pitch keys; options after a comma: ,view_yaw=0.1
     driving:PATH                       a folder of frames or a video; options: ,smooth=5,yaw=0.2,pitch=0
@@ -52,6 +52,9 @@ MODES = ("input", "fixed", "orbit", "keyframes", "driving")
 # spec-stylenerf.md 3.2): beyond this the generator has seen almost no training views.
 _TRAINING_RANGE = (0.9, 0.465)
 _MAX_PITCH = math.pi / 2 - 1e-3  # orbit_offset adds pitches only while they stay inside the poles
+MAX_RADIANS = math.pi / 2
+"""Angles written in radians beyond this are refused as a likely degree value without 'deg' (write 120deg to mean
+it): a quarter turn is already far outside the views StyleNeRF was trained on."""
 _OPTION = re.compile(r"^\s*([A-Za-z_]+)\s*=(.*)$")
 
 
@@ -133,6 +136,8 @@ class CameraSpec:
         if mode not in MODES:
             raise InputError(f"unknown camera mode {head.strip()!r} in {text!r}; use one of {', '.join(MODES)}")
         positional, options = _split_options(body, mode, text)
+        _refuse_degrees_as_radians(text, {k: v for k, v in options.items()
+                                          if _option_keys(mode)[k] not in ("orbit_period", "smooth")})
         fields: dict[str, object] = {"mode": mode}
         for key, value in options.items():
             target = _option_keys(mode)[key]
@@ -216,6 +221,28 @@ def _split_options(body: str, mode: str, text: str) -> tuple[str, dict[str, str]
     return ",".join(segments), options
 
 
+def _refuse_degrees_as_radians(text: str, angles: dict[str, str]) -> None:
+    """Refuse angle options written in radians beyond ``MAX_RADIANS`` (most likely degrees without 'deg'), in
+    one line whose suggestion adds 'deg' to every such value."""
+    bad = []
+    for key, value in angles.items():
+        raw = value.strip().lower()
+        try:
+            number = float(raw)
+        except ValueError:
+            continue  # 'deg' values and non-numbers are handled by _parse_angle
+        if math.isfinite(number) and abs(number) > MAX_RADIANS:
+            bad.append((key, value.strip(), number))
+    if bad:
+        bad.sort(key=lambda b: text.find(f"{b[0]}={b[1]}"))
+        hint = text
+        for key, value, _ in bad:
+            hint = hint.replace(f"{key}={value}", f"{key}={value}deg", 1)
+        shown = ", ".join(f"{k}={v} is {n:g} radians ({math.degrees(n):.0f} degrees)" for k, v, n in bad)
+        raise InputError(f"camera {shown} in {text!r}: angles are radians unless they end in 'deg'; "
+                         f"did you mean {hint!r}?")
+
+
 def _parse_angle(value: str, key: str, text: str, allow_degrees: bool = True) -> float:
     """A finite number; with ``allow_degrees`` a trailing ``deg`` converts degrees to radians."""
     raw = value.strip().lower()
@@ -226,6 +253,12 @@ def _parse_angle(value: str, key: str, text: str, allow_degrees: bool = True) ->
         raise InputError(f"camera option {key}={value.strip()!r} in {text!r} is not a number") from None
     if not math.isfinite(number):
         raise InputError(f"camera option {key}={value.strip()!r} in {text!r} must be finite")
+    if allow_degrees and not degrees and abs(number) > MAX_RADIANS:
+        shown = f"{key}={value.strip()}"
+        hint = text.replace(shown, f"{shown}deg", 1) if shown in text else f"{value.strip()}deg"
+        raise InputError(f"camera angle {key}={value.strip()} in {text!r} is {number:g} radians "
+                         f"({math.degrees(number):.0f} degrees): angles are radians unless they end in 'deg'; "
+                         f"did you mean {hint!r}?")
     return math.radians(number) if degrees else number
 
 

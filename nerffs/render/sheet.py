@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +78,12 @@ def sheet_path(video: str | os.PathLike) -> Path:
     """Where the sheet of ``video`` goes: ``talk.mp4`` -> ``talk_sheet.png`` beside it."""
     v = Path(video)
     return v.with_name(v.stem + "_sheet.png")
+
+
+def keep_frames(frames: Iterator[np.ndarray], indices: list[int], into: dict[int, np.ndarray]) -> Iterator[np.ndarray]:
+    """Pass frames through, keeping copies of those at ``indices`` in ``into`` (the sheet's frames)."""
+    wanted = set(indices)
+    for i, frame in enumerate(frames):
+        if i in wanted:
+            into[i] = np.array(frame)
+        yield frame

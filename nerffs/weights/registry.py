@@ -239,7 +239,10 @@ FEATURES: Mapping[str, str] = MappingProxyType({
 """Feature name -> what it enables; a feature is available when any asset providing it is usable."""
 
 DEFAULT_PROVIDERS: Mapping[str, str] = MappingProxyType({
-    "generator": "stylenerf_ffhq1024",  # the checkpoint NFS itself loads (spec 10)
+    # The one default generator: the pipeline's official set, `download_weights --feature generator` and `--list`
+    # all use it. NFS itself loads ffhq_1024 (spec 10); 512 renders 4x fewer pixels (CPU-friendly) with the
+    # same networks around it, and `scripts.talk --generator 1024` picks the paper's file.
+    "generator": "stylenerf_ffhq512",
     "audio2exp": "sadtalker",
     "deep3d": "sadtalker",
     "bfm": "bfm_front",

@@ -191,3 +191,23 @@ def test_far_views_log_a_warning(base: torch.Tensor, caplog: pytest.LogCaptureFi
     assert "outside StyleNeRF" not in caplog.text
     camera_path(CameraSpec(mode="fixed", yaw=1.2), base, num_frames=2)
     assert "outside StyleNeRF" in caplog.text
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("fixed:yaw=30", "fixed:yaw=30deg"),
+    ("orbit:yaw=15,pitch=5,period=4", "orbit:yaw=15deg,pitch=5deg,period=4"),
+    ("input:pitch=-2", "input:pitch=-2deg"),
+    ("keyframes:0:0:0;2:45:0", "45deg"),
+])
+def test_degrees_written_as_radians_are_refused_with_the_fix(text: str, hint: str) -> None:
+    """Issue #16 item 5: `fixed:yaw=30` used to run with 30 radians and no warning."""
+    with pytest.raises(InputError) as info:
+        CameraSpec.parse(text)
+    message = str(info.value)
+    assert "radians" in message and f"did you mean '{hint}'" in message and "\n" not in message
+
+
+def test_radians_up_to_a_quarter_turn_and_any_degrees_are_accepted() -> None:
+    assert CameraSpec.parse("fixed:yaw=1.5").yaw == pytest.approx(1.5)
+    assert CameraSpec.parse("fixed:yaw=30deg").yaw == pytest.approx(math.radians(30))
+    assert CameraSpec.parse("orbit:yaw=100deg,period=20").orbit_yaw == pytest.approx(math.radians(100))
