@@ -38,6 +38,7 @@ from nerffs.metrics.internal_difference import CONDITIONS, deltas, flip_photo
 from nerffs.preprocess.image import load_image
 from nerffs.utils.io import atomic_path, atomic_write_text
 from nerffs.utils.logging import progress
+from nerffs.utils.shard import shard_info
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +146,6 @@ def read_listing(path: str | os.PathLike) -> list[Sample]:
         seen.add(sid)
         samples.append(Sample(sid, resolve(row["image"]), resolve(row["audio"]), resolve(row.get("reference"))))
     return samples
-
-
-def shard_info(cfg: EvalConfig) -> tuple[int, int]:
-    """(rank, world_size) from the config or torchrun's environment."""
-    rank = cfg.rank if cfg.rank is not None else int(os.environ.get("RANK", 0))
-    world = cfg.world_size if cfg.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
-    if world < 1 or not 0 <= rank < world:
-        raise InputError(f"bad shard: rank {rank} of world size {world}")
-    return rank, world
 
 
 # ---- per-sample evaluation ---------------------------------------------------------------------------
@@ -330,7 +322,7 @@ def run_evaluation(listing: str | os.PathLike | list[Sample], cfg: EvalConfig, p
     """Evaluate this rank's shard of the listing (skipping finished samples, retrying failed ones); rank 0
     then merges all."""
     samples = read_listing(listing) if not isinstance(listing, list) else listing
-    rank, world = shard_info(cfg)
+    rank, world = shard_info(cfg.rank, cfg.world_size)
     mine = [s for i, s in enumerate(samples) if i % world == rank]
     todo = [s for s in mine if not is_done(cfg.out_dir, s)]
     skipped = [s.id for s in mine if s not in todo]

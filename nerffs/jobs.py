@@ -7,11 +7,14 @@ unless absolute), optionally ``transcript`` and ``seed``, and any pipeline optio
 ``run_jobs``:
 
 * rows are sharded like the evaluation harness: row ``i`` belongs to rank ``i % world_size`` (``RANK`` /
-  ``WORLD_SIZE`` from ``torchrun``); ranks meet through files, no process group is needed;
+  ``WORLD_SIZE`` from ``torchrun``);
+* under ``torchrun`` (``MASTER_ADDR`` set) the ranks meet over a gloo process group when they are done, so the
+  summary needs no shared file system; without one (ranks started by hand) rank 0 waits for the status files;
 * each row writes ``<status dir>/row-NNNNN.json`` (ok or failed, the reason, seconds) atomically when it ends;
   a failed row is logged in one line and skipped, the others go on;
-* on a rerun, rows whose status says ok and whose output exists are skipped (resumable);
-* rank 0 waits for every row's status and writes ``summary.csv`` and ``summary.json`` beside them.
+* on a rerun, rows whose status says ok, whose output exists and whose settings (inputs, seed, transcript,
+  options) are unchanged are skipped (resumable); a row whose settings changed is rendered again;
+* rank 0 writes ``summary.csv`` and ``summary.json`` (every row, in row order) into the status folder.
 
 Per-face work (alignment, the offline fit, the reference) is cached by the pipeline, so rows that share a
 photo reuse it.
@@ -129,12 +132,18 @@ def _status_path(status_dir: Path, job: Job) -> Path:
     return status_dir / f"row-{job.index:05d}.json"
 
 
+def _settings(job: Job) -> dict[str, Any]:
+    """What a row's video depends on besides the models: a rerun re-renders a row whose settings changed."""
+    return {"image": str(job.image), "audio": str(job.audio), "seed": job.seed, "transcript": job.transcript,
+            "options": {k: job.options[k] for k in sorted(job.options)}}
+
+
 def _finished(status_dir: Path, job: Job) -> bool:
     try:
         status = json.loads(_status_path(status_dir, job).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return status.get("ok") is True and job.output.is_file()
+    return status.get("ok") is True and status.get("settings") == _settings(job) and job.output.is_file()
 
 
 def run_jobs(pipeline, jobs: list[Job] | str | os.PathLike, status_dir: str | os.PathLike | None = None, *,
@@ -159,16 +168,43 @@ def run_jobs(pipeline, jobs: list[Job] | str | os.PathLike, status_dir: str | os
         log.info("rank %d: %d finished row(s) skipped", rank, len(result.skipped))
     todo = [j for j in mine if j.index not in result.skipped]
     for job in progress(todo, desc=f"jobs (rank {rank})", total=len(todo), enabled=show_progress, unit="row"):
-        _run_one(pipeline, job, status, result)
-    if rank == 0:
+        _run_one(pipeline, job, status, result, rank)
+    if world > 1 and _process_group_env():
+        records = _gather([_read_status(status, j) for j in mine], merge_timeout_s)
+        if rank == 0:
+            result.summary = _write_summary(status, sorted(records, key=lambda r: r["row"]))
+    elif rank == 0:
         result.summary = _merge(status, rows, merge_timeout_s)
     return result
 
 
-def _run_one(pipeline, job: Job, status: Path, result: JobsResult) -> None:
+def _process_group_env() -> bool:
+    """True under torchrun (or any launcher that sets MASTER_ADDR / MASTER_PORT): ranks then meet over gloo."""
+    return bool(os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT"))
+
+
+def _gather(records: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
+    """Every rank's row records, gathered over a gloo process group (no shared file system needed)."""
+    import datetime
+
+    import torch.distributed as dist
+
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, records)  # our own records, between our own processes
+    finally:
+        if owned:
+            dist.destroy_process_group()
+    return [r for part in parts for r in part]
+
+
+def _run_one(pipeline, job: Job, status: Path, result: JobsResult, rank: int) -> None:
     start = time.perf_counter()
     record: dict[str, Any] = {"row": job.index, "image": str(job.image), "audio": str(job.audio),
-                              "output": str(job.output)}
+                              "output": str(job.output), "rank": rank, "settings": _settings(job)}
     try:
         out = pipeline(job.image, job.audio, job.output, seed=job.seed, transcript=job.transcript,
                        show_progress=False, **job.options)
@@ -196,8 +232,15 @@ def _merge(status: Path, rows: list[Job], timeout_s: float) -> list[dict[str, An
             raise InputError(f"{len(missing)} job row(s) never finished (e.g. row {missing[0].index + 2}); "
                              "run the jobs again to resume them")
         time.sleep(1.0)
-    records = [json.loads(_status_path(status, j).read_text(encoding="utf-8")) for j in rows]
-    keys = ["row", "ok", "output", "seconds", "frames", "models", "reason", "image", "audio"]
+    return _write_summary(status, [_read_status(status, j) for j in rows])
+
+
+def _read_status(status: Path, job: Job) -> dict[str, Any]:
+    return json.loads(_status_path(status, job).read_text(encoding="utf-8"))
+
+
+def _write_summary(status: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ["row", "ok", "output", "seconds", "frames", "models", "reason", "rank", "image", "audio"]
     lines = [",".join(keys)] + [",".join(_csv_cell(r.get(k, "")) for k in keys) for r in records]
     atomic_write_text(status / "summary.csv", "\n".join(lines) + "\n")
     failed = [r for r in records if not r.get("ok")]

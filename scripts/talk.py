@@ -6,6 +6,14 @@ Examples:
     python -m scripts.talk photo.jpg speech.wav --out talk.mp4 --transcript "what is said" --preview-sheet
     python -m scripts.talk photo.jpg speech.wav --out talk.mp4 --models smoke --watermark
     python -m scripts.talk --example --out outputs/talking_head.mp4      # astronaut + espeak-ng speech
+    python -m scripts.talk --jobs jobs.csv --models offline              # one clip per CSV row (resumable)
+    torchrun --nproc_per_node 2 -m scripts.talk --jobs jobs.csv          # the rows shared by two processes
+
+Jobs file (--jobs): a CSV with the columns image, audio, output (relative to the CSV's folder), optional
+transcript and seed, and any option as a column named as in PipelineConfig (camera, exp_scale, pose, ...; an
+empty cell keeps the value given on the command line, else the default). Row status, summary.csv and
+summary.json go to JOBS.status/ (or --jobs-status); a failed row is recorded and the others go on; a rerun
+skips the rows already done.
 
 Camera specs: input (default) | fixed:yaw=0.3,pitch=-0.1 | orbit:yaw=..,pitch=..,period=.. |
 keyframes:T:YAW:PITCH;T:YAW:PITCH.. | driving:FOLDER_OR_VIDEO. Angles in radians (or add 'deg').
@@ -46,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", type=Path, nargs="?", help="speech recording (wav/mp3/m4a/flac/ogg/...)")
     p.add_argument("--example", action="store_true",
                    help="use the bundled example inputs: the public-domain astronaut photo and espeak-ng speech")
-    p.add_argument("--out", type=Path, required=True, help="output .mp4 (written atomically)")
+    p.add_argument("--out", type=Path, default=None, help="output .mp4 (written atomically); not with --jobs")
+    p.add_argument("--jobs", type=Path, default=None, metavar="CSV",
+                   help="render every row of a jobs file (see above) instead of one IMAGE and AUDIO")
+    p.add_argument("--jobs-status", type=Path, default=None, metavar="DIR",
+                   help="where --jobs writes row status and the summary (default: JOBS.status beside the CSV)")
     p.add_argument("--models", "--weights", dest="weights", default="auto", metavar="SET",
                    help="model set: 'auto' (default: official if complete, else offline), 'offline', 'smoke', or a "
                         "weights directory")
@@ -116,10 +128,49 @@ def main(argv: list[str] | None = None) -> int:
     options = {field: getattr(ns, flag) for flag, field in OPTION_FIELDS.items() if getattr(ns, flag) is not None}
     if options.get("max_size") == 0:  # --max-size 0: keep the photo's size
         options["max_size"] = None
+    if ns.jobs is not None:
+        if ns.example or ns.image is not None or ns.out is not None:
+            print("error: --jobs takes the photos, recordings and outputs from its CSV: drop IMAGE, AUDIO, --out "
+                  "and --example", file=sys.stderr)
+            return 2
+        return run_command(lambda: _jobs(ns, options))
     if ns.example == (ns.image is not None or ns.audio is not None) or (ns.image is None) != (ns.audio is None):
         print("error: give an IMAGE and an AUDIO file, or --example (and neither)", file=sys.stderr)
         return 2
+    if ns.out is None:
+        print("error: give --out PATH.mp4 (where the video is written)", file=sys.stderr)
+        return 2
     return run_command(lambda: _talk(ns, options))
+
+
+def _jobs(ns: argparse.Namespace, options: dict) -> int:
+    """Render this process's share of a jobs file; exit 1 when any row failed (rank 0 sees them all)."""
+    from nerffs.config import get_config
+    from nerffs.errors import InputError
+    from nerffs.jobs import read_jobs, run_jobs
+    from nerffs.options import check_options
+    from nerffs.utils.device import check_device
+
+    check_device(ns.device)
+    check_options(options, get_config("official"), FLAG_NAMES)
+    rows = read_jobs(ns.jobs)  # every row parsed before any model loads
+    for row in rows:
+        row.options = {**options, **row.options}
+        try:
+            check_options(row.options, get_config("official"), {})
+        except InputError as exc:
+            raise InputError(f"{ns.jobs.name} row {row.index + 2}: {exc}") from None
+    from nerffs.pipeline import TalkingHeadPipeline
+
+    pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed, generator=ns.generator)
+    status = ns.jobs_status or ns.jobs.with_suffix(".status")
+    result = run_jobs(pipe, rows, status, show_progress=not ns.quiet)
+    if result.summary is not None:
+        failed = [r for r in result.summary if not r.get("ok")]
+        print(f"{len(result.summary) - len(failed)} of {len(result.summary)} rows ok; summary in "
+              f"{status / 'summary.csv'}")
+        return 1 if failed else 0
+    return 1 if result.failed else 0
 
 
 def _talk(ns: argparse.Namespace, options: dict) -> int:

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from nerffs.errors import InputError
-from nerffs.evaluate import EvalConfig, read_listing, run_evaluation, shard_info, to_markdown
+from nerffs.evaluate import EvalConfig, read_listing, run_evaluation, to_markdown
+from nerffs.utils.shard import shard_info
 
 
 def test_listing_csv_json_and_shards(tmp_path, monkeypatch):
@@ -21,9 +22,9 @@ def test_listing_csv_json_and_shards(tmp_path, monkeypatch):
         read_listing(tmp_path / "bad.csv")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
-    assert shard_info(EvalConfig(out_dir=tmp_path)) == (1, 3)
+    assert shard_info() == (1, 3)
     with pytest.raises(InputError):
-        shard_info(EvalConfig(out_dir=tmp_path, rank=2, world_size=2))
+        shard_info(2, 2)
     assert to_markdown([{"a": 1.0, "b": "x"}]).splitlines()[2] == "| 1.0000 | x |"
 
 
