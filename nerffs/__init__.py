@@ -11,4 +11,26 @@ Glossary of tensor names used across the repository (shapes at module boundaries
 * ``mel``       [T, 80, 16]         per-video-frame mel windows
 * images        [B, 3, H, W]        float in [-1, 1] unless stated otherwise
 """
+import importlib
+
 __version__ = "0.1.0"
+
+# The public API, imported on first use so that ``import nerffs`` (and the CLIs' early checks) stay light.
+_PUBLIC = {
+    "TalkingHeadPipeline": "nerffs.pipeline",
+    "TalkingHeadOutput": "nerffs.call",
+    "Call": "nerffs.call",
+    "PipelineConfig": "nerffs.config",
+    "get_config": "nerffs.config",
+    "ProgressEvent": "nerffs.progress",
+    "STEPS": "nerffs.progress",
+    "run_jobs": "nerffs.jobs",
+    "read_jobs": "nerffs.jobs",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'nerffs' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

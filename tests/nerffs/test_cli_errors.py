@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -132,7 +131,7 @@ def test_short_or_silent_speech_warns(tmp_path, caplog):
     path = tmp_path / "blip.wav"
     soundfile.write(path, np.zeros(1600, np.float32), 16000)
     with caplog.at_level(logging.WARNING, logger="nerffs.pipeline"):
-        TalkingHeadPipeline.speech(SimpleNamespace(config=cfg), path)  # step 2 alone
+        TalkingHeadPipeline.from_pretrained("smoke").speech(path)  # step 2 alone
     assert "blip.wav: the recording is only 0.10 s long" in caplog.text and "blip.wav: the recording is silent" \
         in caplog.text
 
