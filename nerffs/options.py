@@ -69,6 +69,22 @@ RULES: dict[str, Rule] = {
 }
 """Option -> (check, what a valid value is)."""
 
+FLAG_ALIASES: dict[str, str] = {"ref_momentum": "momentum", "deform_mode": "deform", "batch_size": "batch",
+                                 "source": "identity", "truncation_psi": "trunc"}
+"""The config fields whose CLI flag has a shorter name; every other flag is the field's name (``--exp-scale``)."""
+
+
+def flag_name(field: str) -> str:
+    """The CLI flag of a flat ``PipelineConfig`` field: ``ref_momentum`` -> ``--momentum``, ``exp_scale`` ->
+    ``--exp-scale``."""
+    return "--" + FLAG_ALIASES.get(field, field).replace("_", "-")
+
+
+def flag_dest(field: str) -> str:
+    """argparse's attribute name for ``flag_name(field)``."""
+    return flag_name(field)[2:].replace("-", "_")
+
+
 _INTERNAL = re.compile(r"\b[A-Z][A-Za-z]*Config\.([a-z_]+)")
 
 

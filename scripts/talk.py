@@ -31,19 +31,15 @@ import logging
 import sys
 from pathlib import Path
 
+from nerffs.options import flag_dest, flag_name
 from nerffs.utils.cli import run_command
 
-# CLI flag -> PipelineConfig field (flat override name).
-OPTION_FIELDS = {"camera": "camera", "exp_scale": "exp_scale", "momentum": "ref_momentum",
-                 "mask_window": "mask_window", "blink": "blink", "deform": "deform_mode", "batch": "batch_size",
-                 "paste_back": "paste_back", "watermark": "watermark", "frames_dir": "frames_dir",
-                 "resume": "resume", "identity": "source", "trunc": "truncation_psi",
-                 "expression": "expression", "preview_sheet": "preview_sheet", "pose": "pose",
-                 "pose_style": "pose_style", "pose_scale": "pose_scale", "head_motion": "head_motion",
-                 "blink_strength": "blink_strength", "restart": "restart", "face_index": "face_index",
-                 "max_size": "max_size", "save_coefficients": "save_coefficients",
-                 "save_control_points": "save_control_points"}
-FLAG_NAMES = {field: "--" + flag.replace("_", "-") for flag, field in OPTION_FIELDS.items()}
+CLI_FIELDS = ("camera", "exp_scale", "ref_momentum", "mask_window", "blink", "deform_mode", "batch_size", "paste_back",
+              "watermark", "frames_dir", "resume", "source", "truncation_psi", "expression", "preview_sheet", "pose",
+              "pose_style", "pose_scale", "head_motion", "blink_strength", "restart", "face_index", "max_size",
+              "save_coefficients", "save_control_points")
+"""The PipelineConfig fields this CLI sets; each flag is ``nerffs.options.flag_name(field)``."""
+FLAG_NAMES = {field: flag_name(field) for field in CLI_FIELDS}
 """PipelineConfig field -> the flag that sets it (errors name options the way the user typed them)."""
 
 
@@ -119,15 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def options_from_args(ns: argparse.Namespace) -> dict:
+    """The flags the user gave, as flat PipelineConfig overrides (flags left out keep the pipeline's defaults)."""
+    options = {field: getattr(ns, flag_dest(field)) for field in CLI_FIELDS if getattr(ns, flag_dest(field)) is not None}
+    if options.get("max_size") == 0:  # --max-size 0: keep the photo's size
+        options["max_size"] = None
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    options = {field: getattr(ns, flag) for flag, field in OPTION_FIELDS.items() if getattr(ns, flag) is not None}
-    if options.get("max_size") == 0:  # --max-size 0: keep the photo's size
-        options["max_size"] = None
+    options = options_from_args(ns)
     if ns.jobs is not None:
         if ns.example or ns.image is not None or ns.out is not None:
             print("error: --jobs takes the photos, recordings and outputs from its CSV: drop IMAGE, AUDIO, --out "

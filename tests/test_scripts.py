@@ -64,7 +64,7 @@ def test_talk_flags_reach_the_pipeline_options():
     ns = talk.build_parser().parse_args(["p.jpg", "a.wav", "--out", "o.mp4", "--models", "offline", "--momentum",
                                          "0.3", "--transcript", "hi there", "--preview-sheet", "--deform", "official"])
     assert (ns.weights, ns.transcript) == ("offline", "hi there")
-    options = {field: getattr(ns, flag) for flag, field in talk.OPTION_FIELDS.items() if getattr(ns, flag) is not None}
+    options = talk.options_from_args(ns)
     assert options == {"ref_momentum": 0.3, "preview_sheet": True, "deform_mode": "official"}
     from nerffs.config import get_config
 
@@ -73,8 +73,9 @@ def test_talk_flags_reach_the_pipeline_options():
     assert talk.build_parser().parse_args(["--example", "--out", "o.mp4", "--weights", "smoke"]).weights == "smoke"
     ns = talk.build_parser().parse_args(["--example", "--out", "o.mp4", "--pose", "audio", "--pose-scale", "0.5",
                                          "--pose-style", "7", "--head-motion", "camera", "--blink-strength", "1.5"])
-    options = {field: getattr(ns, flag) for flag, field in talk.OPTION_FIELDS.items() if getattr(ns, flag) is not None}
+    options = talk.options_from_args(ns)
     cfg = get_config("official").replace(**options)
+    assert talk.FLAG_NAMES["ref_momentum"] == "--momentum" and talk.FLAG_NAMES["pose_scale"] == "--pose-scale"
     assert (cfg.motion.pose, cfg.motion.pose_scale, cfg.motion.pose_style, cfg.motion.head_motion,
             cfg.audio.blink_strength) == ("audio", 0.5, 7, "camera", 1.5)
 
