@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from stylenerf.config import GeneratorConfig
-from stylenerf.legacy import read_official_pickle
-from stylenerf.legacy_config import config_from_official, describe_mismatch
+from stylenerf.legacy import config_from_official, describe_mismatch, read_official_pickle
 
 if TYPE_CHECKING:
     from stylenerf.generator import Generator

@@ -82,7 +82,7 @@ def official_kwargs(cfg: GeneratorConfig) -> dict:
     """``G_ema._init_kwargs`` as the official training code would store them for ``cfg`` (spec-stylenerf 1.2).
 
     Starts from the released 256 px kwargs and changes every entry the small architecture differs in, so
-    ``stylenerf.legacy_config.config_from_official`` needs no shape-over-kwargs fallback.
+    ``stylenerf.legacy.config.config_from_official`` needs no shape-over-kwargs fallback.
     """
     kw = copy.deepcopy(official_init_kwargs("ffhq256-pixelshuffle-F64"))
     n, u = cfg.nerf, cfg.upsampler

@@ -15,7 +15,7 @@ from official_pickle import official_init_kwargs, official_shapes, write_officia
 
 from stylenerf.legacy import (LegacyFormatError, StubObject, UnsafePickleError, flatten_module,
                               load_official_generator_state, read_official_pickle, restricted_loads)
-from stylenerf.legacy_omegaconf import to_plain
+from stylenerf.legacy.omegaconf_kwargs import to_plain
 
 VARIANT = "ffhq256-pixelshuffle-F64"
 
@@ -233,7 +233,7 @@ def _dict_config(content: dict, parent=None):
 def test_unresolvable_interpolations_are_kept_as_text(caplog):
     root = _dict_config({"a": "${b}", "b": "${a}", "when": "${now:%Y}", "gone": "${no.such.key}", "n": 3,
                          "sub": {"x": "${.y}", "y": "${..n}", "s": "n=${n}!"}})
-    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy_omegaconf"):
+    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy.omegaconf_kwargs"):
         plain = to_plain(root)
     assert plain["when"] == "${now:%Y}" and plain["gone"] == "${no.such.key}"
     assert plain["a"] in ("${a}", "${b}")  # a reference cycle ends as text instead of hanging

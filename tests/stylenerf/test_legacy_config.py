@@ -1,4 +1,4 @@
-"""Official kwargs + tensor shapes -> GeneratorConfig (stylenerf.legacy_config; spec-stylenerf.md 1.2-1.5)."""
+"""Official kwargs + tensor shapes -> GeneratorConfig (stylenerf.legacy.config; spec-stylenerf.md 1.2-1.5)."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ from official_pickle import official_init_kwargs, official_shapes, variant_names
 
 from stylenerf import generator
 from stylenerf.legacy import load_official_generator_state, read_official_pickle
-from stylenerf.legacy_config import (LegacyFormatError, config_from_official, describe_mismatch, expected_state_shapes,
+from stylenerf.legacy.config import (LegacyFormatError, config_from_official, describe_mismatch, expected_state_shapes,
                                      official_fp16_blocks)
 
 VARIANTS = variant_names()
@@ -53,7 +53,7 @@ def test_config_reproduces_the_official_table(variant):
 
 def test_shapes_win_over_contradicting_kwargs(caplog):
     kwargs = official_init_kwargs("ffhq512-nn_cat-F256")  # the yaml; tensors say pixelshuffle F=64 (issue #29)
-    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy_config"):
+    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy.config"):
         cfg = config_from_official(kwargs, _state("ffhq512-pixelshuffle-F64"))
     assert cfg.upsampler.mode == "pixelshuffle" and cfg.nerf.rgb_out_dim == 64
     assert "upsample_mode='nn_cat'" in caplog.text and "rgb_out_dim=256" in caplog.text
@@ -61,7 +61,7 @@ def test_shapes_win_over_contradicting_kwargs(caplog):
 
 def test_channel_base_multiplier_and_width_fit(caplog):
     kwargs = official_init_kwargs("ffhq1024-pixelshuffle-F256")  # says 1 (x32768), tensors are 2x wider
-    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy_config"):
+    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy.config"):
         cfg = config_from_official(kwargs, _state("ffhq1024-pixelshuffle-F256-cb2"))
     assert cfg.upsampler.channel_base == 65536 and cfg.upsampler.channel_max == 1024
     assert "channel_base=32768" in caplog.text
@@ -75,7 +75,7 @@ def test_absent_keys_use_code_defaults_then_shapes(caplog):
     minimal = {"z_dim": 512, "w_dim": 512, "img_resolution": 256, "img_channels": 3,
                "synthesis_kwargs": {"upsample_mode": "pixelshuffle", "rgb_out_dim": 64, "z_dim_bg": 32,
                                     "magnitude_ema_beta": 0.999}}
-    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy_config"):
+    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy.config"):
         cfg = config_from_official(minimal, _state(variant))
     assert cfg.upsampler.kernel_size == 1 and "kernel_size=3" in caplog.text  # code default 3, tensors 1x1
     assert cfg.nerf.bg_hidden == 64 and cfg.nerf.bg_blocks == 4
@@ -87,7 +87,7 @@ def test_absent_keys_use_code_defaults_then_shapes(caplog):
 def test_magnitude_ema_follows_the_w_avg_buffers(caplog):
     kwargs = official_init_kwargs("ffhq256-pixelshuffle-F64")
     kwargs["synthesis_kwargs"]["magnitude_ema_beta"] = -1
-    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy_config"):
+    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy.config"):
         assert config_from_official(kwargs, _state("ffhq256-pixelshuffle-F64")).upsampler.magnitude_ema_beta > 0
     assert "w_avg buffers are present" in caplog.text
     state = {k: v for k, v in _state("ffhq256-pixelshuffle-F64").items() if not k.endswith("conv0.w_avg")}
@@ -164,7 +164,7 @@ def test_describe_mismatch_is_one_line():
 def test_alpha_other_than_one_warns(caplog):
     state = _state("ffhq256-pixelshuffle-F64")
     state["synthesis.alpha"] = torch.tensor(0.25)
-    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy_config"):
+    with caplog.at_level(logging.WARNING, logger="stylenerf.legacy.config"):
         config_from_official(official_init_kwargs("ffhq256-pixelshuffle-F64"), state)
     assert "synthesis.alpha = 0.25" in caplog.text
 

@@ -11,10 +11,7 @@ After unpickling, module records are flattened to a ``state_dict`` with the offi
 OmegaConf containers in the constructor kwargs are converted to plain Python with their ``${a.b}``
 interpolations resolved through the ``_parent`` chain, and the plain attributes of the synthesis network's
 helper objects (CameraRay ``C``, NeRFInput ``I``, VolumeRenderer ``V``, Upsampler ``U``) are kept for the
-config cross-check in ``stylenerf.legacy_config``.
-
-Public API: ``read_official_pickle``, ``load_official_generator_state``, ``config_from_official``,
-``OfficialCheckpoint``, ``UnsafePickleError``, ``LegacyFormatError``.
+config cross-check in ``stylenerf.legacy.config``.
 """
 from __future__ import annotations
 
@@ -31,14 +28,13 @@ import numpy as np
 import torch
 
 from stylenerf.config import GeneratorConfig
-from stylenerf.legacy_config import LegacyFormatError, config_from_official
-from stylenerf.legacy_globals import PersistentRecord, SafeGlobal, StubObject, UnsafePickleError, resolve_global
-from stylenerf.legacy_omegaconf import to_plain
+from stylenerf.legacy.allowlist import PersistentRecord, SafeGlobal, StubObject, UnsafePickleError, resolve_global
+from stylenerf.legacy.config import LegacyFormatError, config_from_official
+from stylenerf.legacy.omegaconf_kwargs import to_plain
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["LegacyFormatError", "OfficialCheckpoint", "PersistentRecord", "StubObject", "UnsafePickleError",
-           "config_from_official", "flatten_module", "load_official_generator_state", "read_official_pickle",
+__all__ = ["OfficialCheckpoint", "flatten_module", "load_official_generator_state", "read_official_pickle",
            "restricted_loads"]
 
 _HELPER_NAMES = ("C", "I", "V", "U")
@@ -52,7 +48,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python
     """Unpickler whose globals come from the allow-list and whose call/build opcodes are gated.
 
     The pure-Python implementation is used on purpose: its opcode table can be replaced per class, so
-    REDUCE/NEWOBJ/NEWOBJ_EX/INST/OBJ/BUILD only ever reach code written in ``stylenerf.legacy_globals``.
+    REDUCE/NEWOBJ/NEWOBJ_EX/INST/OBJ/BUILD only ever reach code written in ``stylenerf.legacy.allowlist``.
     """
 
     dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from stylenerf.legacy_config import LegacyFormatError
-from stylenerf.legacy_globals import PersistentRecord, SafeGlobal, StubObject
+from stylenerf.legacy.config import LegacyFormatError
+from stylenerf.legacy.allowlist import PersistentRecord, SafeGlobal, StubObject
 
 LOG = logging.getLogger(__name__)
 

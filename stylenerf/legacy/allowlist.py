@@ -205,7 +205,7 @@ def _numpy_scalar(qualname: str, args: tuple) -> Any:
 
 def _numpy_reconstruct(qualname: str, args: tuple) -> StubObject:
     # ndarray pickles as _reconstruct(ndarray, (0,), b'b') + BUILD((version, shape, dtype, fortran, data));
-    # kept as a record and turned into an array by ``stylenerf.legacy_omegaconf.to_plain``.
+    # kept as a record and turned into an array by ``stylenerf.legacy.omegaconf_kwargs.to_plain``.
     if not args or not (isinstance(args[0], SafeGlobal) and args[0].qualname.endswith("ndarray")):
         raise _fail(qualname, args)
     return StubObject("numpy.ndarray", ())
