@@ -33,9 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
+from nerffs.audio import load_audio
 from nerffs.errors import InputError, NoFaceError
+from nerffs.metrics.cpbd import sample_indices, video_cpbd
+from nerffs.metrics.fid import fid_from_features, inception_features, load_inception
+from nerffs.metrics.identity import ArcFaceCSIM, DlibIdentity, arcface_or_none
 from nerffs.metrics.internal_difference import CONDITIONS, deltas, flip_photo
+from nerffs.metrics.lipsync_proxy import lipsync_proxy
+from nerffs.metrics.syncnet import face_crops, lse_scores, syncnet_or_none
+from nerffs.pipeline import TalkingHeadPipeline
 from nerffs.preprocess.image import load_image
+from nerffs.render.video import read_video
+from nerffs.utils.cli import error_line
 from nerffs.utils.io import atomic_path, atomic_write_text
 from nerffs.utils.logging import progress
 from nerffs.utils.shard import shard_info
@@ -153,11 +162,6 @@ class Evaluator:
     """Holds the pipeline and the metric models (loaded once); ``evaluate(sample)`` writes its result file."""
 
     def __init__(self, cfg: EvalConfig, pipeline=None):
-        from nerffs.metrics.fid import load_inception
-        from nerffs.metrics.identity import ArcFaceCSIM, DlibIdentity, arcface_or_none
-        from nerffs.metrics.syncnet import syncnet_or_none
-        from nerffs.pipeline import TalkingHeadPipeline
-
         self.cfg = cfg
         self.pipe = pipeline or TalkingHeadPipeline.from_pretrained(cfg.weights, device=cfg.device, seed=cfg.seed)
         self.detector = self.pipe.detector
@@ -172,9 +176,6 @@ class Evaluator:
 
     def evaluate(self, sample: Sample) -> dict:
         """Render each condition, score it, save ``samples/<id>.json`` and ``.npz``; returns the record."""
-        from nerffs.audio import load_audio
-        from nerffs.metrics.fid import inception_features
-
         photo = load_image(sample.image)
         wave = load_audio(sample.audio)
         ref = self._reference_frames(sample, photo)
@@ -200,15 +201,12 @@ class Evaluator:
         return record
 
     def _render(self, photo: np.ndarray, audio: Path, video: Path) -> tuple[np.ndarray, float]:
-        from nerffs.render.video import read_video
-
         self.pipe(photo, audio, video, seed=self.cfg.seed, show_progress=False, **self.cfg.pipeline_options)
         return read_video(video)
 
     def _reference_frames(self, sample: Sample, photo: np.ndarray) -> np.ndarray:
         if sample.reference is None:
             return photo[None]
-        from nerffs.render.video import read_video
 
         frames, _ = read_video(sample.reference)
         return frames[_spread(len(frames), self.cfg.max_frames)]
@@ -217,9 +215,6 @@ class Evaluator:
                fps: float, notes: dict[str, str] | None = None) -> dict[str, float]:
         """Every per-video metric; metrics that cannot run (no face, no weights) are NaN, and ``notes`` gets
         the reason for each NaN (metric -> reason)."""
-        from nerffs.metrics.cpbd import video_cpbd
-        from nerffs.metrics.lipsync_proxy import lipsync_proxy
-
         notes = {} if notes is None else notes
         m: dict[str, float] = {"cpbd": video_cpbd(picked, len(picked))}
         m.update(_identity(self.dlib_id, "dlib_id", source, picked, notes))
@@ -237,7 +232,6 @@ class Evaluator:
     def _lse(self, frames: np.ndarray, wave: np.ndarray) -> dict[str, float]:
         if self.syncnet is None:
             return {}
-        from nerffs.metrics.syncnet import face_crops, lse_scores
 
         faces = face_crops(frames, self.detector)
         if faces is None:
@@ -259,8 +253,6 @@ def _identity(metric, name: str, source: np.ndarray, frames: np.ndarray,
 
 
 def _spread(num: int, count: int) -> np.ndarray:
-    from nerffs.metrics.cpbd import sample_indices
-
     return sample_indices(num, count)
 
 
@@ -297,8 +289,6 @@ def read_failure(out_dir: Path, sample: Sample) -> str | None:
 
 def record_failure(out_dir: Path, sample: Sample, exc: BaseException) -> str:
     """Write ``samples/<id>.failed.json`` (atomically) and return the one-line reason."""
-    from nerffs.utils.cli import error_line
-
     reason = error_line(exc).removeprefix("error: ")
     data = {"id": sample.id, "image": str(sample.image), "audio": str(sample.audio), "reason": reason}
     atomic_write_text(failure_path(out_dir, sample), json.dumps(data, indent=1) + "\n")
@@ -361,8 +351,6 @@ def merge(out_dir: str | os.PathLike, samples: list[Sample]) -> tuple[list[dict]
     """Per-sample rows (one per sample and condition, a ``failed`` row per failed sample) and aggregate rows
     (mean per condition over the evaluated samples, FID over the pooled features, and the Internal Difference
     row ``delta = input - flipped``); writes CSV + Markdown (with a legend) and the failures summary."""
-    from nerffs.metrics.fid import fid_from_features
-
     out_dir = Path(out_dir)
     done = [s for s in samples if is_done(out_dir, s)]
     records = [json.loads((out_dir / "samples" / f"{s.id}.json").read_text(encoding="utf-8")) for s in done]

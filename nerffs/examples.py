@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nerffs.audio.speech import synthesize_speech
 from nerffs.errors import InputError
+from nerffs.utils.packages import package_dir
 
 EXAMPLE_TEXT = "Hello! I am a talking head, made from one photo and one recording."
 
 
 def example_photo() -> Path:
     """Path of the astronaut photo shipped inside scikit-image (found without importing scikit-image)."""
-    from nerffs.utils.packages import package_dir
-
     root = package_dir("skimage")
     path = root / "data" / "astronaut.png" if root is not None else None
     if path is None or not path.is_file():
@@ -28,8 +28,6 @@ def example_photo() -> Path:
 
 def example_speech(path: str | os.PathLike, text: str = EXAMPLE_TEXT) -> Path:
     """Synthesise ``text`` with espeak-ng into ``path`` (WAV)."""
-    from nerffs.audio.speech import synthesize_speech
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
         return synthesize_speech(path, text=text)

@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerffs.config import PipelineConfig
+from nerffs.config import PipelineConfig, get_config
 from nerffs.errors import InputError
+from nerffs.options import check_options
+from nerffs.utils.cli import error_line
 from nerffs.utils.io import atomic_write_text
 from nerffs.utils.logging import progress
 from nerffs.utils.shard import shard_info
@@ -128,6 +130,19 @@ def read_jobs(path: str | os.PathLike) -> list[Job]:
     return jobs
 
 
+def prepare_jobs(path: str | os.PathLike, defaults: dict[str, Any] | None = None) -> list[Job]:
+    """``read_jobs``, then every row's options over ``defaults`` (e.g. the command line's), each row checked
+    like a single call's options (``nerffs.options.check_options``). Raises InputError naming the row."""
+    rows = read_jobs(path)
+    for row in rows:
+        row.options = {**(defaults or {}), **row.options}
+        try:
+            check_options(row.options, get_config("official"))
+        except InputError as exc:
+            raise InputError(f"{Path(path).name} row {row.index + 2}: {exc}") from None
+    return rows
+
+
 def _status_path(status_dir: Path, job: Job) -> Path:
     return status_dir / f"row-{job.index:05d}.json"
 
@@ -211,8 +226,6 @@ def _run_one(pipeline, job: Job, status: Path, result: JobsResult, rank: int) ->
         record.update(ok=True, frames=out.num_frames, models=out.weights)
         result.rendered.append(job.index)
     except Exception as exc:  # noqa: BLE001 - a failed row is recorded and the batch goes on
-        from nerffs.utils.cli import error_line
-
         reason = error_line(exc).removeprefix("error: ")
         log.error("row %d (%s) failed: %s", job.index + 2, job.image.name, reason)
         record.update(ok=False, reason=reason)

@@ -31,8 +31,13 @@ import logging
 import sys
 from pathlib import Path
 
-from nerffs.options import flag_dest, flag_name
+from nerffs.config import get_config
+from nerffs.examples import EXAMPLE_TEXT, example_photo, example_speech
+from nerffs.jobs import prepare_jobs, run_jobs
+from nerffs.options import check_options, check_paths, flag_dest, flag_name
+from nerffs.pipeline import TalkingHeadPipeline
 from nerffs.utils.cli import run_command
+from nerffs.utils.device import check_device
 
 CLI_FIELDS = ("camera", "exp_scale", "ref_momentum", "mask_window", "blink", "deform_mode", "batch_size", "paste_back",
               "watermark", "frames_dir", "resume", "source", "truncation_psi", "expression", "preview_sheet", "pose",
@@ -147,23 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _jobs(ns: argparse.Namespace, options: dict) -> int:
     """Render this process's share of a jobs file; exit 1 when any row failed (rank 0 sees them all)."""
-    from nerffs.config import get_config
-    from nerffs.errors import InputError
-    from nerffs.jobs import read_jobs, run_jobs
-    from nerffs.options import check_options
-    from nerffs.utils.device import check_device
-
     check_device(ns.device)
     check_options(options, get_config("official"), FLAG_NAMES)
-    rows = read_jobs(ns.jobs)  # every row parsed before any model loads
-    for row in rows:
-        row.options = {**options, **row.options}
-        try:
-            check_options(row.options, get_config("official"), {})
-        except InputError as exc:
-            raise InputError(f"{ns.jobs.name} row {row.index + 2}: {exc}") from None
-    from nerffs.pipeline import TalkingHeadPipeline
-
+    rows = prepare_jobs(ns.jobs, options)  # every row checked before any model loads
     pipe = TalkingHeadPipeline.from_pretrained(ns.weights, device=ns.device, seed=ns.seed, generator=ns.generator)
     status = ns.jobs_status or ns.jobs.with_suffix(".status")
     result = run_jobs(pipe, rows, status, show_progress=not ns.quiet)
@@ -177,20 +168,12 @@ def _jobs(ns: argparse.Namespace, options: dict) -> int:
 
 def _talk(ns: argparse.Namespace, options: dict) -> int:
     """Check every option and path in the user's words, then load the models and render."""
-    from nerffs.config import get_config
-    from nerffs.options import check_options, check_paths
-    from nerffs.utils.device import check_device
-
     check_device(ns.device)
     check_options(options, get_config("official"), FLAG_NAMES)  # before any model loads
     if not ns.example:
         audio = None if str(ns.audio) == "-" else ns.audio
         check_paths(ns.image, audio, ns.out, needs_audio=options.get("expression", "audio") == "audio")
-    from nerffs.pipeline import TalkingHeadPipeline
-
     if ns.example:
-        from nerffs.examples import EXAMPLE_TEXT, example_photo, example_speech
-
         ns.image = example_photo()
         ns.audio = example_speech(ns.out.with_name(ns.out.stem + "_speech.wav"))
         ns.transcript = ns.transcript or EXAMPLE_TEXT

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nerffs.face3d.coeffs import FaceCoeffs
+from nerffs.examples import example_photo
 from nerffs.face3d.bfm import ParametricFaceModel
+from nerffs.face3d.coeffs import FaceCoeffs
 from nerffs.face3d.fit import FitConfig, fit_landmarks, fit_photometric
 from nerffs.face3d.recon import Deep3DRegressor, preprocess_rgb_image
 from nerffs.face3d.render import MeshRenderer
@@ -75,8 +76,6 @@ def run(image: ImageSource | None = None, repeats: int = 3, fit_preset: str = "o
         ``photo_loss_start_end`` (photometric loss at the first and after the last non-rigid iteration),
         ``torch_threads`` and ``weights`` / ``face_model`` labels saying what stood in for the official files.
     """
-    from nerffs.examples import example_photo
-
     rgb = load_image(example_photo() if image is None else image)
     face = DlibLandmarks().load().detect(rgb)
     aligned = align_face(rgb, face, AlignConfig(output_size=224, min_face_size=1.0))

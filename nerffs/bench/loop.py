@@ -28,6 +28,7 @@ from nerffs.talking.loop import FrameRenderer, LoopConfig, TalkingModels, auto_b
 from nerffs.utils.timing import StageTimer
 from stylenerf import Generator, get_preset
 from stylenerf.camera import frontal_camera
+from stylenerf.io import load_generator
 
 STAGES = ("nerf", "matching", "upsampler", "lipaint_pass", "parsing", "blend", "controls", "encode")
 
@@ -35,8 +36,6 @@ STAGES = ("nerf", "matching", "upsampler", "lipaint_pass", "parsing", "blend", "
 def _models(weights: str | os.PathLike | None, preset: str) -> tuple[TalkingModels, str]:
     torch.manual_seed(0)
     if weights is not None:
-        from stylenerf.io import load_generator
-
         g, label = load_generator(weights), f"official-format file {Path(weights).name}"
     else:
         g, label = Generator(get_preset(preset)), f"random weights ({preset})"

@@ -33,9 +33,10 @@ from nerffs.errors import NoFaceError
 from nerffs.examples import EXAMPLE_TEXT, example_photo
 from nerffs.metrics.identity import DlibIdentity
 from nerffs.metrics.lipsync_proxy import frame_energy, lag_correlation, mouth_opening, video_landmarks
+from nerffs.pipeline import TalkingHeadPipeline
 from nerffs.preprocess.image import load_image
 from nerffs.preprocess.landmarks import DlibLandmarks
-from nerffs.render.sheet import SheetConfig
+from nerffs.render.sheet import SheetConfig, contact_sheet, write_contact_sheet
 from nerffs.render.views import render_views
 from nerffs.utils.logging import get_logger
 from nerffs.utils.packages import package_dir
@@ -137,8 +138,6 @@ def measure_timing(work: Path, seconds: float = 6.0) -> dict[str, Any]:
 
 def run(photos: int = 3, timing: bool = True, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Every figure of the offline set (see the module docstring); videos go to ``out_dir`` (default: temp)."""
-    from nerffs.pipeline import TalkingHeadPipeline
-
     work = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="nerffs-offline-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     pipe = TalkingHeadPipeline.from_pretrained("offline")
@@ -168,8 +167,6 @@ def measure_motion_cost(frames: int = 50, repeats: int = 2) -> dict[str, Any]:
     the camera (same clip, cached fit and reference; median of ``repeats``). The deformation mode adds the
     3DMM rotation and head points per frame; the camera mode moves the camera, so samples are matched to
     control points again every frame."""
-    from nerffs.pipeline import TalkingHeadPipeline
-
     work = Path(tempfile.mkdtemp(prefix="nerffs-motion-bench-"))
     speech = synthesize_speech(work / "s.wav", seconds=frames / 25.0)
     pipe = TalkingHeadPipeline.from_pretrained("offline")
@@ -191,9 +188,6 @@ def head_motion_sheet(path: str | os.PathLike, pose_scale: float = 1.0) -> Path:
     """The README's head-motion figure: the example with speech-driven head motion (offline models, turned by
     deformation): frames where the head is turned furthest, and a map of how much each pixel moves over the
     clip (mean absolute change from frame 0), which shows the head moving and the body and background still."""
-    from nerffs.pipeline import TalkingHeadPipeline
-    from nerffs.render.sheet import contact_sheet, write_contact_sheet
-
     work = Path(tempfile.mkdtemp(prefix="nerffs-motion-sheet-"))
     speech = synthesize_speech(work / "s.wav", text=EXAMPLE_TEXT)
     pipe = TalkingHeadPipeline.from_pretrained("offline")

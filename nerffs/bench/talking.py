@@ -18,9 +18,13 @@ from typing import Any
 
 import torch
 
+from nerffs.audio.speech import synthesize_speech
 from nerffs.deform.rays import ControlPointDeformer
+from nerffs.examples import example_photo
 from nerffs.face3d.parsing import TemporalMaskSmoother
+from nerffs.lipaint.model import LipaintNet
 from nerffs.models import ModelSet, smoke_models
+from nerffs.pipeline import TalkingHeadPipeline
 from nerffs.talking.blend import blend_features
 from nerffs.talking.loop import FrameRenderer, LoopConfig, Reference, prepare_reference, render_frames
 from stylenerf import Generator, get_preset
@@ -33,7 +37,6 @@ def _models(arch: str) -> ModelSet:
         torch.manual_seed(0)
         g = Generator(get_preset(arch)).eval().requires_grad_(False)
         models.talking.generator = g
-        from nerffs.lipaint.model import LipaintNet
 
         models.talking.lipaint = LipaintNet(w_dim=g.w_dim, hidden=g.w_dim).eval().requires_grad_(False)
     return models
@@ -81,10 +84,6 @@ def bench_loop(arch: str = "smoke", frames: int = 8, batch_size: int = 4) -> dic
 
 
 def _pipeline_peak(seconds: float) -> dict[str, Any]:
-    from nerffs.audio.speech import synthesize_speech
-    from nerffs.examples import example_photo
-    from nerffs.pipeline import TalkingHeadPipeline
-
     with tempfile.TemporaryDirectory() as tmp:
         wav = synthesize_speech(Path(tmp) / "s.wav", seconds=seconds)
         pipe = TalkingHeadPipeline.from_pretrained("smoke")

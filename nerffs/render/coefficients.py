@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nerffs.errors import InputError
+from nerffs.talking.loop import FrameRenderer
 from nerffs.utils.io import atomic_path
 from nerffs.utils.logging import get_logger
 
@@ -71,8 +72,6 @@ def save_run_animation(config, talking, ref, exp: torch.Tensor, cams: torch.Tens
                        models: str, chunk: int = 64) -> Path:
     """The pipeline's ``save_coefficients`` step (after the video): the run's animation, with the driven control
     points of every frame when ``save_control_points`` (computed ``chunk`` frames at a time)."""
-    from nerffs.talking.loop import FrameRenderer
-
     rc = config.render
     points = None
     if rc.save_control_points:
