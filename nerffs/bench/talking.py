@@ -21,11 +21,10 @@ import torch
 from nerffs.audio.speech import synthesize_speech
 from nerffs.deform.rays import ControlPointDeformer
 from nerffs.examples import example_photo
-from nerffs.face3d.parsing import TemporalMaskSmoother
 from nerffs.lipaint.model import LipaintNet
 from nerffs.models import ModelSet, smoke_models
 from nerffs.pipeline import TalkingHeadPipeline
-from nerffs.talking.blend import blend_features
+from nerffs.talking.blend import TemporalMaskSmoother, blend_features
 from nerffs.talking.loop import FrameRenderer, LoopConfig, Reference, prepare_reference, render_frames
 from stylenerf import Generator, get_preset
 from stylenerf.camera import camera_from_angles

@@ -1,7 +1,8 @@
-"""BiSeNet face parsing, mouth / static-region masks and their temporal smoothing.
+"""BiSeNet face parsing and the mouth / static-region masks.
 
 Spec: spec-pipeline.md 5 (architecture, checkpoints, class ids, input pipeline), 10 (files), and
-spec-stylenerf.md 7.3 (torso "static" points) and 7.4 (mouth mask and its causal average).
+spec-stylenerf.md 7.3 (torso "static" points) and 7.4 (mouth mask; its causal average lives beside the
+blending it serves, ``nerffs.talking.blend.TemporalMaskSmoother``).
 
 Network: BiSeNet (Yu et al., "BiSeNet: Bilateral Segmentation Network for Real-time Semantic Segmentation",
 ECCV 2018) in the face-parsing variant whose spatial path is replaced by the stride-8 ResNet-18 feature:
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,45 +371,6 @@ def labels_to_mask(labels: torch.Tensor, ids: tuple[int, ...],
     if size is not None and tuple(mask.shape[2:]) != tuple(size):
         mask = F.interpolate(mask, size=size, mode="nearest")
     return mask
-
-
-class TemporalMaskSmoother:
-    """Causal moving average of the last ``n`` masks ("AvgMask", spec-stylenerf.md 7.4).
-
-    Frame t returns mean(mask_{max(0, t-n+1)} .. mask_t): fewer than ``n`` masks are averaged at the start,
-    and no future frame is used. Call :meth:`reset` between videos.
-
-    Args:
-        n: window length (7 in NFS).
-    """
-
-    def __init__(self, n: int = 7):
-        if n < 1:
-            raise ValueError(f"TemporalMaskSmoother window must be >= 1, got {n}")
-        self.n = n
-        self._window: deque[torch.Tensor] = deque(maxlen=n)
-
-    def __len__(self) -> int:
-        return len(self._window)
-
-    def reset(self) -> None:
-        """Forget all stored masks."""
-        self._window.clear()
-
-    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
-        """Add the current mask and return the window mean.
-
-        Args:
-            mask: [B, 1, H, W] float mask of the current frame.
-
-        Returns:
-            [B, 1, H, W] mean of the stored masks (same dtype as ``mask``).
-        """
-        if self._window and self._window[-1].shape != mask.shape:
-            raise InputError(f"mask shape {tuple(mask.shape)} differs from the previous "
-                             f"{tuple(self._window[-1].shape)}; call reset() when the resolution changes")
-        self._window.append(mask.detach())
-        return torch.stack(tuple(self._window)).mean(dim=0).to(mask.dtype)
 
 
 def load_bisenet(path: str | os.PathLike, num_classes: int | None = None, *,

@@ -1,7 +1,12 @@
 """Mouth feature blending (paper Eq. 12-13; spec-stylenerf.md 7.4).
 
-keep mask M (1 = keep the deformed feature, 0 = take LipaintNet's); R(., s) resizes to s x s; r is the NeRF
-resolution and S the blending resolution (512 officially, bicubic, align_corners False, no antialias).
+Eq. 13 (Average Mask): the mouth mask of frame t is a causal mean over n frames, so the blended region does not
+flicker. As in NFS's ``TemporalSmoothing`` (spec 7.4) the window ends at the current frame,
+M_t = mean(M_{t-n+1} .. M_t), with fewer masks at the start of a video; n = 7 (:class:`TemporalMaskSmoother`).
+
+Eq. 12, with the keep mask M (1 = keep the deformed feature, 0 = take LipaintNet's); R(., s) resizes to s x s;
+r is the NeRF resolution and S the blending resolution (512 officially, bicubic, align_corners False, no
+antialias):
 
 * official: x_blend = R( R(M, S) R(x, S) + (1 - R(M, S)) R(x_lip, S), r ). Besides blending, this
   re-filters every feature through the S round trip, so even M = 1 changes x slightly.
@@ -10,8 +15,51 @@ resolution and S the blending resolution (512 officially, bicubic, align_corners
 """
 from __future__ import annotations
 
+from collections import deque
+
 import torch
 import torch.nn.functional as F
+
+from nerffs.errors import InputError
+
+
+class TemporalMaskSmoother:
+    """Causal moving average of the last ``n`` masks ("AvgMask", spec-stylenerf.md 7.4).
+
+    Frame t returns mean(mask_{max(0, t-n+1)} .. mask_t): fewer than ``n`` masks are averaged at the start,
+    and no future frame is used. Call :meth:`reset` between videos.
+
+    Args:
+        n: window length (7 in NFS).
+    """
+
+    def __init__(self, n: int = 7):
+        if n < 1:
+            raise ValueError(f"TemporalMaskSmoother window must be >= 1, got {n}")
+        self.n = n
+        self._window: deque[torch.Tensor] = deque(maxlen=n)
+
+    def __len__(self) -> int:
+        return len(self._window)
+
+    def reset(self) -> None:
+        """Forget all stored masks."""
+        self._window.clear()
+
+    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
+        """Add the current mask and return the window mean.
+
+        Args:
+            mask: [B, 1, H, W] float mask of the current frame.
+
+        Returns:
+            [B, 1, H, W] mean of the stored masks (same dtype as ``mask``).
+        """
+        if self._window and self._window[-1].shape != mask.shape:
+            raise InputError(f"mask shape {tuple(mask.shape)} differs from the previous "
+                             f"{tuple(self._window[-1].shape)}; call reset() when the resolution changes")
+        self._window.append(mask.detach())
+        return torch.stack(tuple(self._window)).mean(dim=0).to(mask.dtype)
 
 
 def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:

@@ -30,11 +30,11 @@ from nerffs.errors import NoFaceError
 from nerffs.face3d.bfm import ParametricFaceModel
 from nerffs.face3d.coeffs import FaceCoeffs
 from nerffs.face3d.fit import FitConfig, fit_landmarks, fit_photometric
-from nerffs.face3d.parsing import BiSeNet, TemporalMaskSmoother
+from nerffs.face3d.parsing import BiSeNet
 from nerffs.face3d.recon import Deep3DRegressor, preprocess_generator_image
 from nerffs.lipaint.model import LipaintNet
 from nerffs.preprocess.image import from_tensor
-from nerffs.talking.blend import blend_features
+from nerffs.talking.blend import TemporalMaskSmoother, blend_features
 from nerffs.talking.controls import FACE_FRAME, ControlPoints, to_plane, torso_control_points
 from nerffs.talking.headpose import neck_pivot, rotate_about_pivot, turn_plane_points
 from nerffs.talking.mouthpass import MouthWindow, touches_inner_edge, upsample_window

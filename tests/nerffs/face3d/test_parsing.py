@@ -1,5 +1,5 @@
 """BiSeNet face parsing: official key layout for 16/19 classes (spec-pipeline.md 5), strict loading and errors,
-class maps, input normalisation, masks and the causal mask smoother (spec-stylenerf.md 7.4)."""
+class maps, input normalisation and masks (spec-stylenerf.md 7.4)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from nerffs.errors import CheckpointError, InputError, WeightsMissingError
-from nerffs.face3d.parsing import (AttentionRefinement, BiSeNet, FeatureFusion, ParsingConfig,
-                                   TemporalMaskSmoother, labels_to_mask, load_bisenet, normalize_for_parsing)
+from nerffs.face3d.parsing import (AttentionRefinement, BiSeNet, FeatureFusion, ParsingConfig, labels_to_mask,
+                                   load_bisenet, normalize_for_parsing)
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -291,24 +291,3 @@ def test_normalisation_flag_differs_on_negative_values():
     torch.testing.assert_close(resized, ((0.5 - MEAN) / STD).expand(2, 3, 32, 32))
     with pytest.raises(InputError, match="float"):
         normalize_for_parsing(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), ParsingConfig(input_size=32))
-
-
-def test_smoother_window_mean_and_causality():
-    values = [float(v) for v in range(1, 11)]
-    frames = [torch.full((1, 1, 2, 2), v) for v in values]
-    smoother = TemporalMaskSmoother(n=7)
-    outs = [smoother(f)[0, 0, 0, 0].item() for f in frames]
-    expected = [sum(values[max(0, t - 6): t + 1]) / len(values[max(0, t - 6): t + 1]) for t in range(10)]
-    assert outs == pytest.approx(expected)
-    assert len(smoother) == 7
-    # Causal: changing later frames never changes earlier outputs.
-    other = TemporalMaskSmoother(n=7)
-    outs2 = [other(f if t < 5 else -f)[0, 0, 0, 0].item() for t, f in enumerate(frames)]
-    assert outs2[:5] == pytest.approx(outs[:5]) and outs2[5] != pytest.approx(outs[5])
-    smoother.reset()
-    assert len(smoother) == 0
-    torch.testing.assert_close(smoother(frames[9]), frames[9])
-    with pytest.raises(InputError, match="reset"):
-        smoother(torch.zeros(1, 1, 3, 3))
-    with pytest.raises(ValueError):
-        TemporalMaskSmoother(n=0)

@@ -1,9 +1,10 @@
-"""Control-point mapping and feature blending (spec-stylenerf.md 7.3-7.4)."""
+"""Control-point mapping, feature blending and the causal mask average (spec-stylenerf.md 7.3-7.4)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from nerffs.talking.blend import blend_features
+from nerffs.errors import InputError
+from nerffs.talking.blend import TemporalMaskSmoother, blend_features
 from nerffs.talking.controls import ControlPoints, face_control_points, torso_control_points
 
 
@@ -72,10 +73,6 @@ def test_cropped_blend_equals_full_computation(seed):
 def test_mask_open_only_where_no_tap_reads_leaves_the_features_alone():
     """A mouth mask open only on the outermost S-pixel column: no bicubic tap reads it, nothing is blended
     (it used to crash on an empty crop)."""
-    import torch
-
-    from nerffs.talking.blend import blend_features
-
     x, x_lip = torch.randn(1, 4, 32, 32), torch.randn(1, 4, 32, 32)
     keep = torch.ones(1, 1, 512, 512)
     keep[..., :, 0] = 0.0
@@ -85,3 +82,24 @@ def test_mask_open_only_where_no_tap_reads_leaves_the_features_alone():
         x_lip - x, size=(512, 512), mode="bicubic", align_corners=False), size=(32, 32), mode="bicubic",
         align_corners=False)
     assert torch.allclose(out, full, atol=1e-6)
+
+
+def test_smoother_window_mean_and_causality():
+    values = [float(v) for v in range(1, 11)]
+    frames = [torch.full((1, 1, 2, 2), v) for v in values]
+    smoother = TemporalMaskSmoother(n=7)
+    outs = [smoother(f)[0, 0, 0, 0].item() for f in frames]
+    expected = [sum(values[max(0, t - 6): t + 1]) / len(values[max(0, t - 6): t + 1]) for t in range(10)]
+    assert outs == pytest.approx(expected)
+    assert len(smoother) == 7
+    # Causal: changing later frames never changes earlier outputs.
+    other = TemporalMaskSmoother(n=7)
+    outs2 = [other(f if t < 5 else -f)[0, 0, 0, 0].item() for t, f in enumerate(frames)]
+    assert outs2[:5] == pytest.approx(outs[:5]) and outs2[5] != pytest.approx(outs[5])
+    smoother.reset()
+    assert len(smoother) == 0
+    torch.testing.assert_close(smoother(frames[9]), frames[9])
+    with pytest.raises(InputError, match="reset"):
+        smoother(torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError):
+        TemporalMaskSmoother(n=0)

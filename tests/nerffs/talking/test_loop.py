@@ -8,10 +8,9 @@ import torch
 
 from nerffs.deform.rays import ControlPointDeformer
 from nerffs.face3d.coeffs import FaceCoeffs
-from nerffs.face3d.parsing import TemporalMaskSmoother
 from nerffs.face3d.pose import front_matrix
 from nerffs.models import smoke_models
-from nerffs.talking.blend import blend_features
+from nerffs.talking.blend import TemporalMaskSmoother, blend_features
 from nerffs.talking.controls import ControlPoints
 from nerffs.talking.loop import FrameRenderer, LoopConfig, prepare_reference, render_frames
 from nerffs.preprocess.image import from_tensor
