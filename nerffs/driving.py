@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerffs.errors import InputError, NoFaceError
+from nerffs.errors import InputError, NoFaceError, TinyFaceError
 from nerffs.face3d.coeffs import FaceCoeffs
 from nerffs.face3d.recon import Deep3DRegressor, preprocess_rgb_image
-from nerffs.preprocess.align import AlignConfig, TinyFaceError, align_face
+from nerffs.preprocess.align import AlignConfig, align_face
 from nerffs.preprocess.image import load_image
 from nerffs.preprocess.landmarks import LandmarkDetector
 from nerffs.utils.logging import get_logger, progress

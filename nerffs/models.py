@@ -20,7 +20,7 @@ import torch
 
 from nerffs.audio.audio2exp import Audio2Exp
 from nerffs.audio.audio2pose import Audio2Pose, load_audio2pose
-from nerffs.errors import CheckpointError, InputError, WeightsMissingError
+from nerffs.errors import CheckpointError, IncompleteWeightsError, InputError, WeightsMissingError
 from nerffs.face3d.bfm import ParametricFaceModel
 from nerffs.face3d.parsing import BiSeNet, ParsingConfig
 from nerffs.face3d.recon import Deep3DRegressor
@@ -130,14 +130,6 @@ ROLES = {
     "lipaintnet": "LipaintNet: the inside of the mouth (teeth, tongue) when it opens",
 }
 """What each official file does for the method (said when ``auto`` falls back because one is missing)."""
-
-
-class IncompleteWeightsError(WeightsMissingError):
-    """Some official files are missing; ``missing`` names them (registry names), ``root`` is the directory."""
-
-    def __init__(self, message: str, missing: list[str], root: str | os.PathLike | None, generator: str):
-        super().__init__(message)
-        self.missing, self.root, self.generator = list(missing), root, generator
 
 
 def generator_asset(choice: int | str | None = None) -> str:

@@ -15,11 +15,12 @@ Typical use::
 """
 from nerffs.audio.audio2exp import Audio2Exp, load_audio2exp
 from nerffs.audio.audio2pose import Audio2Pose, Audio2PoseConfig, audio_to_pose, load_audio2pose, smooth_poses
-from nerffs.audio.config import AudioConfig, AudioError
+from nerffs.audio.config import AudioConfig
 from nerffs.audio.expression import audio_to_expression, blink_sequence, random_blink_sequence
 from nerffs.audio.load import decode_audio, load_audio
 from nerffs.audio.mel import (frame_window_indices, frame_window_starts, frame_windows, mel_filterbank,
                               mel_windows, melspectrogram)
+from nerffs.errors import AudioError
 
 __all__ = [
     "Audio2Exp", "Audio2Pose", "Audio2PoseConfig", "AudioConfig", "AudioError", "audio_to_expression",

@@ -40,8 +40,7 @@ import torch
 from torch import nn
 
 from nerffs.audio.audio2exp import AUDIO_DIM, ENCODER_LAYOUT, MEL_BANDS, MEL_WINDOW, ConvBlock
-from nerffs.audio.config import AudioError
-from nerffs.errors import CheckpointError
+from nerffs.errors import AudioError, CheckpointError
 from nerffs.utils.checkpoint import load_strict, read_state_dict
 
 logger = logging.getLogger(__name__)

@@ -11,13 +11,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from nerffs.errors import InputError
+from nerffs.errors import AudioError
 
 BlinkMode = Literal["none", "random"]
-
-
-class AudioError(InputError):
-    """Audio input or an audio option is unusable (missing, empty, corrupt, too short or too long, bad value)."""
 
 
 @dataclass(frozen=True)

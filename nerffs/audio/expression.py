@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from nerffs.audio.audio2exp import EXP_DIM, MEL_BANDS, MEL_WINDOW, Audio2Exp
-from nerffs.audio.config import AudioConfig, AudioError
+from nerffs.audio.config import AudioConfig
+from nerffs.errors import AudioError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nerffs.audio.config import AudioConfig, AudioError
+from nerffs.audio.config import AudioConfig
+from nerffs.errors import AudioError
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from nerffs.audio.config import AudioConfig, AudioError
+from nerffs.audio.config import AudioConfig
 from nerffs.audio.load import check_duration
+from nerffs.errors import AudioError
 
 
 def _as_signal(wav: np.ndarray) -> np.ndarray:

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from nerffs.errors import NerffsError
-
-
-class MissingMetricError(NerffsError, ImportError):
-    """The package a metric needs is not installed; the message names the pip command."""
+from nerffs.errors import MissingDependencyError
 
 
 def _compute():
     try:
         from cpbd import compute
     except ImportError as exc:
-        raise MissingMetricError(f"CPBD needs `pip install --no-deps cpbd-py312==1.0.3` ({exc})") from None
+        raise MissingDependencyError(f"CPBD needs `pip install --no-deps cpbd-py312==1.0.3` ({exc})") from None
     return compute
 
 

@@ -63,8 +63,7 @@ from scipy.signal import medfilt
 from torch import nn
 
 from nerffs.audio.load import to_mono_16k
-from nerffs.errors import InputError, NoFaceError, WeightsMissingError
-from nerffs.preprocess.landmarks import MissingDependencyError
+from nerffs.errors import InputError, MissingDependencyError, NoFaceError, WeightsMissingError
 from nerffs.utils.checkpoint import load_strict, read_state_dict
 from nerffs.weights.paths import resolve
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from nerffs.preprocess.landmarks import MissingDependencyError
+from nerffs.errors import MissingDependencyError
 from nerffs.utils.logging import get_logger
 
 logger = get_logger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nerffs.preprocess.landmarks import MissingDependencyError
+from nerffs.errors import MissingDependencyError
 
 logger = logging.getLogger(__name__)
 

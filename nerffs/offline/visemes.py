@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nerffs.errors import MissingDependencyError
 from nerffs.offline.phones import Phone, normalise_label, recognise, recognise_phones
 
 __all__ = ["CHANNELS", "Phone", "VisemeConfig", "energy_curves", "mouth_curves", "phone_curves", "recognise_phones"]
-from nerffs.preprocess.landmarks import MissingDependencyError
 
 logger = logging.getLogger(__name__)
 

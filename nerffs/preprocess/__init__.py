@@ -10,12 +10,12 @@ Typical use::
     ...                                                     # render in the aligned frame
     composite = paste_back(photo, rendered, aligned)       # [H, W, 3] uint8
 """
-from nerffs.preprocess.align import (AlignConfig, AlignedFace, TinyFaceError, align_face, align_photo,
-                                     apply_affine, ffhq_quad, paste_back)
+from nerffs.errors import MissingDependencyError, TinyFaceError
+from nerffs.preprocess.align import (AlignConfig, AlignedFace, align_face, align_photo, apply_affine, ffhq_quad,
+                                     paste_back)
 from nerffs.preprocess.image import from_tensor, load_image, to_tensor
 from nerffs.preprocess.landmarks import (DlibConfig, DlibLandmarks, FaceLandmarks, FanConfig, FanLandmarks,
-                                         LandmarkDetector, MissingDependencyError, create_detector, detect_all,
-                                         detect_landmarks)
+                                         LandmarkDetector, create_detector, detect_all, detect_landmarks)
 
 __all__ = [
     "AlignConfig", "AlignedFace", "DlibConfig", "DlibLandmarks", "FaceLandmarks", "FanConfig", "FanLandmarks",

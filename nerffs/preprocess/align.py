@@ -28,16 +28,12 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from nerffs.errors import InputError
+from nerffs.errors import InputError, TinyFaceError
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.preprocess.landmarks import FaceLandmarks, LandmarkDetector, detect_landmarks
 from nerffs.utils.logging import get_logger
 
 logger = get_logger(__name__)
-
-
-class TinyFaceError(InputError):
-    """The face is too small in the photo to give a usable aligned crop."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from nerffs.errors import InputError, NerffsError, NoFaceError, WeightsMissingError
+from nerffs.errors import InputError, MissingDependencyError, NoFaceError, WeightsMissingError
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.utils.packages import package_dir
 from nerffs.utils.logging import get_logger
@@ -32,10 +32,6 @@ from nerffs.utils.logging import get_logger
 logger = get_logger(__name__)
 
 NUM_LANDMARKS = 68
-
-
-class MissingDependencyError(NerffsError, ImportError):
-    """An optional package needed by the chosen backend is not installed; the message names the pip command."""
 
 
 @dataclass(frozen=True, eq=False)

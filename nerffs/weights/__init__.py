@@ -19,10 +19,10 @@ each file as first seen, ``<weights dir>/checksums.json``), ``verify`` (checks),
 """
 from __future__ import annotations
 
+from nerffs.errors import ChecksumError, DownloadError, LedgerError, LicenceNotAcceptedError
 from nerffs.weights.convert import convert
-from nerffs.weights.download import (ChecksumError, DownloadError, LicenceNotAcceptedError, download, licence_notice,
-                                     require_acceptance, sources)
-from nerffs.weights.ledger import LEDGER_NAME, LedgerError, Record, forget, ledger_path, read_ledger
+from nerffs.weights.download import download, licence_notice, require_acceptance, sources
+from nerffs.weights.ledger import LEDGER_NAME, Record, forget, ledger_path, read_ledger
 from nerffs.weights.paths import (ENV_VAR, asset_path, conversion_is_fresh, converted_path, fetch_command, missing,
                                   missing_message, resolve, weights_dir)
 from nerffs.weights.registry import DEFAULT_PROVIDERS, FEATURES, REGISTRY, Asset, lookup, names_for_features

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nerffs.errors import NerffsError, WeightsMissingError
+from nerffs.errors import ChecksumError, DownloadError, LicenceNotAcceptedError, WeightsMissingError
 from nerffs.weights.ledger import Record, forget_hint, lookup_record, mismatch_reason, record
 from nerffs.weights.paths import cli_command, missing_message, weights_dir
 from nerffs.weights.registry import Asset, lookup
@@ -36,19 +36,6 @@ CHUNK = 1 << 20
 USER_AGENT = "nerffs-weights/1 (+python urllib)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
-
-
-class LicenceNotAcceptedError(NerffsError, PermissionError):
-    """An asset under non-commercial or registration terms was requested without accepting them."""
-
-
-class DownloadError(NerffsError, OSError):
-    """No source delivered the file (offline, HTTP error, connection dropped too often)."""
-
-
-class ChecksumError(DownloadError):
-    """A downloaded or present file does not match its published size or checksum or its recorded checksum, or
-    does not read in its format."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nerffs.errors import NerffsError
+from nerffs.errors import LedgerError
 from nerffs.utils.io import atomic_write_text
 from nerffs.weights.paths import cli_command, weights_dir
 from nerffs.weights.registry import Asset
@@ -29,10 +29,6 @@ FORMAT = "nerffs.weights.checksums"
 VERSION = 1
 FORGET_FLAG = "--forget-checksum"
 """CLI option that drops a record (the next download or --check records the file anew)."""
-
-
-class LedgerError(NerffsError, ValueError):
-    """The ledger file exists but cannot be read (edited by hand, truncated)."""
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nerffs.errors import InputError
-from nerffs.models import (GENERATORS, IncompleteWeightsError, auto_models, generator_asset, official_models,
-                           official_names)
+from nerffs.errors import IncompleteWeightsError, InputError
+from nerffs.models import GENERATORS, auto_models, generator_asset, official_models, official_names
 from nerffs.weights import DEFAULT_PROVIDERS, fetch_command
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from nerffs.audio.speech import find_espeak, synthesize_speech
+from nerffs.errors import MissingDependencyError
 from nerffs.offline.visemes import (CHANNELS, Phone, VisemeConfig, energy_curves, mouth_curves, phone_curves,
                                     recognise_phones)
-from nerffs.preprocess.landmarks import MissingDependencyError
 
 SR = 16000
 FPS = 25.0
