@@ -4,12 +4,15 @@ The demo keeps its UI wiring in ``app.py``; everything here is plain Python and 
 
 * ``camera_spec`` / ``run_options``: the UI's controls -> the pipeline's flat ``PipelineConfig`` overrides;
 * ``landmark_overlay``: the aligned crop with its 68 landmarks drawn on (shows why a photo fails);
-* ``preview_identity``: aligned face, overlay and a short novel-view orbit of the identity (before the long run);
+* ``preview_identity``: aligned face, overlay, a short novel-view orbit and the ``PreparedIdentity`` (before the
+  long run); ``PreparedIdentity.view``: one frame of it from a yaw/pitch camera (the live view's sliders);
 * ``faces_preview``: the photo with every detected face boxed and numbered (the face picker);
 * ``Workspace``: per-request temporary folders, removed once old, at exit and on SIGTERM
   (``install_termination_cleanup``);
-* ``SerialPipeline``: one request at a time on the shared pipeline (its options are swapped per call);
 * ``user_message``: an error line with server paths replaced by the names the user uploaded.
+
+Requests share one pipeline: its calls hold no per-call state, so the app bounds CPU use with Gradio's queue
+(``concurrency_limit``), not with a lock. The streamed video of a running call is ``nerffs.serving``'s.
 """
 from __future__ import annotations
 
@@ -28,8 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from nerffs.errors import InputError
+from nerffs.preprocess.faces import detect_faces, face_overlay
+from nerffs.preprocess.image import load_image_layers
+from nerffs.progress import ProgressCallback, ProgressEvent
+from nerffs.render.video import write_video
+from nerffs.render.views import OrbitConfig, orbit_cameras, render_view, render_views
+from stylenerf import Generator
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +128,15 @@ def models_banner(models) -> str:
     return f"Weights: **{models.describe()}**."
 
 
+def status_line(event: ProgressEvent | None) -> str:
+    """The running job's status (Markdown): its step in user words and its share of the whole call."""
+    if event is None:
+        return "Starting..."
+    return f"**{event.label}** ({event.overall:.0%})"
+
+
 def landmark_overlay(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Draw 68 landmarks (iBUG order) on a copy of ``image``. uint8 [H, W, 3], [68, 2] -> uint8 [H, W, 3]."""
-    from PIL import Image, ImageDraw
-
     img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     draw = ImageDraw.Draw(img)
     pts = [(float(x), float(y)) for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2)]
@@ -135,6 +151,27 @@ def landmark_overlay(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(img)
 
 
+@dataclass(frozen=True)
+class PreparedIdentity:
+    """A face ready to be seen from any camera: what the live view keeps per browser session.
+
+    ws [1, num_ws, w_dim], bg_latent [1, z_dim_bg], the generator that renders them (the PTI-tuned copy, or the
+    offline field fitted to the photo) and the photo's camera [1, 4, 4] (Deep3D pose for the official and smoke
+    sets, the frontal camera for the offline set), exactly as ``TalkingHeadPipeline.identity`` returns them.
+    """
+
+    ws: torch.Tensor
+    bg_latent: torch.Tensor
+    generator: Generator
+    camera: torch.Tensor
+
+    def view(self, yaw_deg: float = 0.0, pitch_deg: float = 0.0) -> np.ndarray:
+        """One frame uint8 [R, R, 3] from the photo's camera turned by ``yaw_deg`` / ``pitch_deg`` degrees: the
+        camera of a video made with ``camera_spec("fixed", yaw_deg, pitch_deg)``."""
+        return render_view(self.generator, self.ws, self.camera, self.bg_latent, yaw=float(np.deg2rad(yaw_deg)),
+                           pitch=float(np.deg2rad(pitch_deg)))
+
+
 @dataclass
 class Preview:
     """What the demo shows before the long render."""
@@ -145,44 +182,44 @@ class Preview:
     """uint8 [S, S, 3] crop with landmarks."""
     orbit: Path | None
     """mp4 of the identity seen from an orbit of cameras (None when ``num_views`` is 0)."""
+    identity: PreparedIdentity
+    """The identity, for single views from any camera (``PreparedIdentity.view``)."""
 
 
 def preview_identity(pipe, image, out_dir: str | os.PathLike, *, seed: int = 0, num_views: int = 16,
-                     show_progress: bool = True, face_index: int | None = None) -> Preview:
-    """Align the photo (face ``face_index``, None: face 0), draw its landmarks and render the identity from
-    ``num_views`` orbit cameras.
+                     show_progress: bool = True, face_index: int | None = None,
+                     progress: ProgressCallback | None = None) -> Preview:
+    """Align the photo (face ``face_index``, None: face 0), draw its landmarks, prepare the identity and render it
+    from ``num_views`` orbit cameras.
 
     Uses the pipeline's own steps (alignment and identity are cached per face, so the following talking-head
-    run reuses them).
+    run reuses them); ``progress`` receives their ``ProgressEvent`` s (align, identity with PTI's steps).
     """
-    from nerffs.render.video import write_video
-    from nerffs.render.views import OrbitConfig, orbit_cameras, render_views
-
-    _, aligned = pipe.align(image, face_index=face_index)
+    call = pipe.call(progress=progress)
+    call.report.start("align")
+    _, aligned = pipe.align(image, face_index=face_index, call=call)
     overlay = landmark_overlay(aligned.image, aligned.points)
+    call.report.start("identity")
+    ws, bg, talking, camera = pipe.identity(aligned, seed, call)
+    call.report.end("identity")
+    identity = PreparedIdentity(ws=ws, bg_latent=bg, generator=talking.generator, camera=camera)
     orbit = None
     if num_views > 0:
-        ws, bg, talking, _ = pipe.identity(aligned, seed)
         cfg = OrbitConfig(num_frames=int(num_views), fps=8.0)
         frames = render_views(talking.generator, ws, orbit_cameras(cfg, device=ws.device), bg,
                               show_progress=show_progress)
         orbit = write_video(frames, Path(out_dir) / "orbit_preview.mp4", fps=cfg.fps)
-    return Preview(aligned=aligned.image, overlay=overlay, orbit=orbit)
+    return Preview(aligned=aligned.image, overlay=overlay, orbit=orbit, identity=identity)
 
 
 def faces_preview(pipe, image, face_index: int | None = None) -> tuple[np.ndarray, int]:
     """The photo with every detected face boxed and numbered as ``face_index`` counts them (the chosen one in
     green, doubtful detections marked '?'), and the number of faces. Large photos are drawn at most 1024 px."""
-    from nerffs.preprocess.faces import detect_faces, face_overlay
-    from nerffs.preprocess.image import load_image_layers
-
     layers = load_image_layers(image)
     det = pipe.detector
     faces = detect_faces(det, layers.rgb, layers.straight, layers.alpha)
     overlay = face_overlay(layers.rgb, faces, det.confident_score, chosen=face_index or 0)
     if max(overlay.shape[:2]) > 1024:
-        from PIL import Image
-
         scale = 1024 / max(overlay.shape[:2])
         size = (max(1, round(overlay.shape[1] * scale)), max(1, round(overlay.shape[0] * scale)))
         overlay = np.asarray(Image.fromarray(overlay).resize(size, Image.Resampling.LANCZOS))
@@ -261,22 +298,6 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class SerialPipeline:
-    """Runs one request at a time on a shared pipeline.
-
-    ``TalkingHeadPipeline.__call__`` swaps its config for the call's options, so two threads must not use it
-    at once; Gradio's queue already limits the pipeline events to one worker, this lock makes it a guarantee.
-    """
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-        self.lock = threading.Lock()
-
-    def run(self, fn, *args, **kwargs):
-        with self.lock:
-            return fn(*args, **kwargs)
-
-
 def check_image_file(path: str | os.PathLike | None) -> Path:
     """An uploaded photo must exist and decode as an image (one-line error otherwise)."""
     if path is None or not str(path):
@@ -286,8 +307,6 @@ def check_image_file(path: str | os.PathLike | None) -> Path:
         raise InputError(f"the photo {p.name!r} is a folder; upload an image file (jpg/png/webp)")
     if not p.is_file():
         raise InputError(f"photo not found: {p.name}")
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(p) as img:
             img.verify()

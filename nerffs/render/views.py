@@ -73,3 +73,24 @@ def render_views(g: Generator, ws: torch.Tensor, cams: torch.Tensor, bg_latent: 
                           bg_feat=cached)
         bg_feat = out.nerf.bg_feat[:1]
         yield from from_tensor(out.img)
+
+
+def render_view(g: Generator, ws: torch.Tensor, base_cam2world: torch.Tensor, bg_latent: torch.Tensor,
+                yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
+    """One frame of an identity seen from ``base_cam2world`` turned by ``yaw`` / ``pitch`` radians: the camera of
+    every frame of a video made with the ``fixed:yaw=..,pitch=..`` camera spec (``camera_path`` builds it), so a
+    single view previews that video's viewpoint (the app's live view sliders).
+
+    Args:
+        g: the generator.
+        ws: [1, num_ws, w_dim] styles of the identity.
+        base_cam2world: [1, 4, 4] the photo's camera.
+        bg_latent: [1, z_dim_bg] background latent.
+        yaw: azimuth offset in radians (positive turns the camera toward world +y).
+        pitch: elevation offset in radians (positive looks from above).
+
+    Returns:
+        uint8 frame [R, R, 3].
+    """
+    cams = camera_path(CameraSpec(mode="fixed", yaw=yaw, pitch=pitch), base_cam2world, 1)
+    return next(render_views(g, ws, cams, bg_latent, batch_size=1, show_progress=False))
