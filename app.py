@@ -15,6 +15,7 @@ import argparse
 import functools
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,16 +25,19 @@ API_NAMES = ("preview", "generate", "tts")
 
 
 def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, concurrency_limit: int = 1,
-               max_queue: int = 16, preview_views: int = 16, workspace=None):
+               max_queue: int = 16, preview_views: int = 16, workspace=None, segment_seconds: float = 1.0):
     """The demo's ``gr.Blocks`` around a ``TalkingHeadPipeline`` (nothing is launched).
 
     Args:
-        pipeline: the pipeline every request runs on (its per-face cache is shared by all requests).
+        pipeline: the pipeline every request runs on (its per-face cache is shared by all requests; its calls hold
+            no per-call state, so requests need no lock).
         example_audio: optional speech file offered with the example photo.
-        concurrency_limit: requests the pipeline works on at once (the others wait in the queue).
+        concurrency_limit: renders (previews, videos) that run at once; the others wait in the queue. The live
+            view's single frames have their own queue of the same size.
         max_queue: requests that may wait; more are refused with "queue full".
         preview_views: frames of the novel-view orbit preview.
         workspace: ``nerffs.app_support.Workspace`` for outputs (default: a private temporary folder).
+        segment_seconds: length of the streamed video's segments (the video plays while later ones render).
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
@@ -41,11 +45,11 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
     from nerffs import app_support as sup
     from nerffs.audio.speech import find_espeak
     from nerffs.examples import example_photo
+    from nerffs.serving import stream_talking_head
     from nerffs.utils.cli import error_line
 
     log = logging.getLogger("nerffs.app")
     work = workspace or sup.Workspace()
-    serial = sup.SerialPipeline(pipeline)
     cfg = pipeline.config
     has_tts = find_espeak() is not None
     default_head = sup.HEAD_MOTIONS[0] if not cfg.motion.moves else (
@@ -83,14 +87,30 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         message = sup.user_message(error_line(exc).removeprefix("error: "), names, temp_roots)
         raise gr.Error(message, print_exception=False) from None
 
-    def preview(photo, seed=0, face=0, progress=gr.Progress(track_tqdm=True)):
+    def bar(progress):
+        """The pipeline's progress events -> Gradio's progress bar: the step's name and the whole call's share."""
+        return lambda event: progress(event.overall, desc=event.label)
+
+    def prepare(photo, seed=0, face=0, progress=None):
+        path = sup.check_image_file(photo)
+        return sup.preview_identity(pipeline, path, work.new(), seed=int(seed or 0), num_views=preview_views,
+                                    face_index=sup.face_number(face), show_progress=False,
+                                    progress=None if progress is None else bar(progress))
+
+    def preview(photo, seed=0, face=0, progress=gr.Progress()):
         """Photo -> (aligned face, landmark overlay, novel-view orbit mp4) of face number ``face``."""
         try:
-            progress(0.0, desc="aligning the face")
-            path = sup.check_image_file(photo)
-            out = serial.run(sup.preview_identity, pipeline, path, work.new(), seed=int(seed or 0),
-                             num_views=preview_views, face_index=sup.face_number(face))
+            out = prepare(photo, seed, face, progress)
             return out.aligned, out.overlay, None if out.orbit is None else str(out.orbit)
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
+            fail(exc, photo)
+
+    def preview_session(photo, seed=0, face=0, view_yaw=0.0, view_pitch=0.0, progress=gr.Progress()):
+        """The UI's preview: also keeps the prepared identity in the session and shows the live view."""
+        try:
+            out = prepare(photo, seed, face, progress)
+            orbit = None if out.orbit is None else str(out.orbit)
+            return out.aligned, out.overlay, orbit, out.identity, out.identity.view(view_yaw, view_pitch)
         except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
             fail(exc, photo)
 
@@ -99,23 +119,33 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         if not photo:
             return None
         try:
-            overlay, _ = serial.run(sup.faces_preview, pipeline, sup.check_image_file(photo), sup.face_number(face))
+            overlay, _ = sup.faces_preview(pipeline, sup.check_image_file(photo), sup.face_number(face))
             return overlay
         except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
             fail(exc, photo)
 
-    def generate_with_animation(photo, audio, driving_video=None, exp_scale=cfg.audio.exp_scale,
-                                momentum=cfg.audio.ref_momentum, mask_window=cfg.loop.mask_window,
-                                blink=cfg.audio.blink == "random", camera="input pose", yaw=0.0, pitch=0.0,
-                                period=4.0, expression_from_driving=False, paste_back=False, seed=0, transcript="",
-                                head=default_head, pose_scale=cfg.motion.pose_scale,
-                                blink_strength=cfg.audio.blink_strength, face=0,
-                                progress=gr.Progress(track_tqdm=True)):
-        """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track, and the animation
-        .npz (expression, cameras, head pose per frame). ``transcript``: the words spoken, when known (set by the
-        Speak button; the offline models align them); ``face``: the photo's face number (0: the best ranked)."""
+    def live_view(identity, view_yaw=0.0, view_pitch=0.0):
+        """The session's prepared identity from the sliders' camera (one frame); nothing before a preview."""
+        if identity is None:
+            return gr.skip()
         try:
-            progress(0.0, desc="checking the inputs")
+            return identity.view(view_yaw, view_pitch)
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
+            fail(exc)
+
+    def use_view(view_yaw, view_pitch):
+        """'Use this view for the video': a fixed camera at the live view's angles (camera 'fixed:yaw=..,pitch=..')."""
+        return "fixed", view_yaw, view_pitch
+
+    def request(photo, audio, driving_video=None, exp_scale=cfg.audio.exp_scale, momentum=cfg.audio.ref_momentum,
+                mask_window=cfg.loop.mask_window, blink=cfg.audio.blink == "random", camera="input pose", yaw=0.0,
+                pitch=0.0, period=4.0, expression_from_driving=False, paste_back=False, seed=0, transcript="",
+                head=default_head, pose_scale=cfg.motion.pose_scale, blink_strength=cfg.audio.blink_strength,
+                face=0, progress=gr.Progress()):
+        """Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track. ``transcript``: the
+        words spoken, when known (set by the Speak button; the offline models align them); ``face``: the photo's
+        face number (0: the best ranked)."""
+        try:
             path = sup.check_image_file(photo)
             if not audio and not expression_from_driving:
                 raise gr.Error("no speech given; upload or record audio (or type text and press Speak)",
@@ -125,22 +155,49 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                                       blink=blink, camera=spec, expression_from_driving=expression_from_driving,
                                       paste_back=paste_back, head=head, pose_scale=pose_scale,
                                       blink_strength=blink_strength, face_index=sup.face_number(face))
-            progress(0.05, desc="aligning, fitting and rendering (cached per face)")
-            folder = work.new()
-            out = serial.run(pipeline, path, audio or None, folder / "talking_head.mp4", seed=int(seed or 0),
-                             show_progress=True, transcript=(transcript or "").strip() or None,
-                             save_coefficients=str(folder / "talking_head_animation.npz"), **options)
-            return str(out.video), str(out.coefficients)
         except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
             fail(exc, photo, audio, driving_video)
+        folder = work.new()
+        run = dict(image=path, audio=audio or None, output=folder / "talking_head.mp4", seed=int(seed or 0),
+                   transcript=(transcript or "").strip() or None,
+                   save_coefficients=str(folder / "talking_head_animation.npz"), **options)
+        return run, progress, (photo, audio, driving_video)
 
-    @functools.wraps(generate_with_animation)  # same parameters (the API's names), the video only
+    @functools.wraps(request)  # the API's parameter names
     def generate(*args, **kwargs):
-        return generate_with_animation(*args, **kwargs)[0]
+        run, progress, uploads = request(*args, **kwargs)
+        try:
+            return str(pipeline(show_progress=False, progress=bar(progress), **run).video)
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
+            fail(exc, *uploads)
 
-    generate.__doc__ = ("Photo + speech (+ options) -> talking-head mp4 with the speech as its sound track. "
-                        "``transcript``: the words spoken, when known; ``face``: the photo's face number (0: the "
-                        "best ranked).")
+    @functools.wraps(request)
+    def generate_live(*args, **kwargs):
+        """The UI's Generate: the video streamed while it renders (segments), the step and share in the progress
+        bar and the status line, then the finished mp4 and the animation .npz to download."""
+        run, progress, uploads = request(*args, **kwargs)
+        segments = Path(run["output"]).parent / "segments"
+        last, shown = None, None
+        try:
+            for update in stream_talking_head(pipeline, segment_dir=segments, segment_seconds=segment_seconds,
+                                              **run):
+                last = update.event or last
+                if last is not None:
+                    progress(last.overall, desc=last.label)
+                if update.output is not None:
+                    out = update.output
+                    yield (gr.skip(), str(out.video), str(out.coefficients),
+                           f"Done: {out.num_frames} frames ({out.num_frames / out.fps:.1f} s). Download below.")
+                elif update.segment is not None:
+                    yield str(update.segment.path), gr.skip(), gr.skip(), sup.status_line(last)
+                    update.segment.path.unlink(missing_ok=True)  # Gradio has read it into the stream
+                elif update.event is None or last.step != shown:  # a heartbeat or a new step
+                    shown = None if last is None else last.step
+                    yield gr.skip(), gr.skip(), gr.skip(), sup.status_line(last)
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
+            fail(exc, *uploads)
+        finally:
+            shutil.rmtree(segments, ignore_errors=True)
 
     def tts(text):
         """Text -> speech wav (espeak-ng)."""
@@ -159,6 +216,7 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
     with gr.Blocks(title="nerffs: NeRFFaceSpeech talking heads", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# NeRFFaceSpeech: one photo + speech -> 3D-aware talking head")
         gr.Markdown(banner, elem_id="weights-banner")
+        identity = gr.State(None, time_to_live=3600)  # this session's prepared face (PreparedIdentity)
         with gr.Row():
             with gr.Column():
                 photo = readable_photo(gr.Image(type="filepath", label="Portrait photo",
@@ -175,6 +233,14 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                                    sources=["upload"], elem_id="driving")
                 examples = [[str(example_photo())] + ([str(example_audio)] if example_audio else [])]
                 gr.Examples(examples, inputs=[photo, audio] if example_audio else [photo], label="Examples")
+                with gr.Group():
+                    view = gr.Image(label="Live view of the identity (after 'Preview face'; drag the sliders)",
+                                    interactive=False, elem_id="live-view")
+                    with gr.Row():
+                        view_yaw = gr.Slider(-30, 30, value=0, step=1, label="View yaw (deg)", elem_id="view-yaw")
+                        view_pitch = gr.Slider(-20, 20, value=0, step=1, label="View pitch (deg)",
+                                               elem_id="view-pitch")
+                    use_view_btn = gr.Button("Use this view for the video (fixed camera)", elem_id="use-view")
             with gr.Column():
                 with gr.Accordion("Controls", open=True):
                     exp_scale = gr.Slider(0.0, 3.0, value=cfg.audio.exp_scale, step=0.1,
@@ -191,10 +257,11 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                         head = gr.Radio(list(sup.HEAD_MOTIONS), value=default_head, label="Head motion")
                         pose_scale = gr.Slider(0.0, 2.0, value=cfg.motion.pose_scale, step=0.1,
                                                label="Head motion scale")
-                    camera = gr.Radio(list(sup.CAMERA_MODES), value="input pose", label="Camera")
+                    camera = gr.Radio(list(sup.CAMERA_MODES), value="input pose", label="Camera", elem_id="camera")
                     with gr.Row():
-                        yaw = gr.Slider(-30, 30, value=0, step=1, label="Yaw (deg; orbit: amplitude)")
-                        pitch = gr.Slider(-20, 20, value=0, step=1, label="Pitch (deg; orbit: amplitude)")
+                        yaw = gr.Slider(-30, 30, value=0, step=1, label="Yaw (deg; orbit: amplitude)", elem_id="yaw")
+                        pitch = gr.Slider(-20, 20, value=0, step=1, label="Pitch (deg; orbit: amplitude)",
+                                          elem_id="pitch")
                         period = gr.Slider(1, 10, value=4, step=0.5, label="Orbit period (s)")
                     from_driving = gr.Checkbox(value=False, label="Expressions from the driving video")
                     paste = gr.Checkbox(value=cfg.render.paste_back, label="Paste the face back into the photo")
@@ -205,9 +272,13 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                 with gr.Row():
                     preview_btn = gr.Button("Preview face", elem_id="preview-button")
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate-button")
-                video = gr.Video(label="Talking head", elem_id="output-video", interactive=False)
-                animation = gr.File(label="Animation (.npz: expression, cameras, head pose per frame)",
-                                    interactive=False, elem_id="animation")
+                video = gr.Video(label="Talking head (plays while it renders)", elem_id="output-video",
+                                 interactive=False, streaming=True, autoplay=True)
+                status = gr.Markdown("", elem_id="job-status")
+                with gr.Row():
+                    download = gr.File(label="Finished video (mp4)", interactive=False, elem_id="download-video")
+                    animation = gr.File(label="Animation (.npz: expression, cameras, head pose per frame)",
+                                        interactive=False, elem_id="animation")
                 with gr.Row():
                     found = gr.Image(label="Faces found (numbers for 'Face number')", interactive=False,
                                      elem_id="faces")
@@ -215,20 +286,30 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
                     overlay = gr.Image(label="Landmarks", interactive=False, elem_id="landmarks")
                     orbit = gr.Video(label="Novel views of the identity", interactive=False, autoplay=True,
                                      loop=True, elem_id="orbit")
+        api_video = gr.Video(visible=False)  # /generate's answer: the finished mp4
         shared = dict(concurrency_id="pipeline", concurrency_limit=concurrency_limit)
         preview_in, preview_out = [photo, seed, face], [aligned, overlay, orbit]
+        session_in, session_out = preview_in + [view_yaw, view_pitch], preview_out + [identity, view]
         gen_in = [photo, audio, driving, exp_scale, momentum, mask_window, blink, camera, yaw, pitch, period,
                   from_driving, paste, seed, spoken, head, pose_scale, blink_strength, face]
-        preview_btn.click(preview, preview_in, preview_out, api_name="preview", **shared)
+        preview_btn.click(preview_session, session_in, session_out, api_visibility="private", **shared)
         # The face picker: every detected face numbered, redrawn when the photo or the number changes.
         for event in (photo.change, face.change):
             event(faces, [photo, face], [found], api_visibility="private", **shared)
-        # Generate: the preview first (quick, cached per face), then the long render with its animation file.
-        run_btn.click(preview, preview_in, preview_out, api_visibility="private", **shared).success(
-            generate_with_animation, gen_in, [video, animation], api_visibility="private", **shared)
-        # The stable API endpoint /generate (video only), on a button that is never shown.
-        api_btn = gr.Button(visible=False)
-        api_btn.click(generate, gen_in, [video], api_name="generate", **shared)
+        # Generate: the preview first (quick, cached per face), then the video, streamed while it renders.
+        run_btn.click(preview_session, session_in, session_out, api_visibility="private", **shared).success(
+            generate_live, gen_in, [video, download, animation, status], api_name="generate_live",
+            api_visibility="private", **shared)
+        # Live view: one frame per slider position (the latest wins), in its own queue so it never waits for a video.
+        for slider in (view_yaw, view_pitch):
+            slider.input(live_view, [identity, view_yaw, view_pitch], [view], api_visibility="private",
+                         trigger_mode="always_last", show_progress="hidden", concurrency_id="views",
+                         concurrency_limit=concurrency_limit)
+        use_view_btn.click(use_view, [view_yaw, view_pitch], [camera, yaw, pitch], api_visibility="private")
+        # The stable API endpoints /preview and /generate (the finished video), on buttons that are never shown.
+        api_preview_btn, api_btn = gr.Button(visible=False), gr.Button(visible=False)
+        api_preview_btn.click(preview, preview_in, preview_out, api_name="preview", **shared)
+        api_btn.click(generate, gen_in, [api_video], api_name="generate", **shared)
         speak.click(tts, [text], [audio], api_name="tts", concurrency_limit=2,
                     api_visibility="public" if has_tts else "private").success(
             lambda t: (t or "").strip()[:1000], [text], [spoken], api_visibility="private")
@@ -250,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--generator", default=None, choices=["256", "512", "1024"],
                    help="official StyleNeRF generator file (default 512); only for the official weights")
-    p.add_argument("--concurrency", type=int, default=1, help="requests rendered at once (default 1)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="renders that run at once (default 1: on a CPU one render uses every core); the others "
+                        "wait in the queue")
     p.add_argument("--max-queue", type=int, default=16, help="requests that may wait (default 16)")
     p.add_argument("--max-file-size", default="50mb", help="largest upload (default 50mb)")
     return p

@@ -259,24 +259,121 @@ def test_head_motion_controls_map_to_pipeline_options():
 
 
 # ---- issue #16: face picker, animation download, error names, SIGTERM ----------------------------------------
-def test_face_picker_and_animation_download(gradio_env, smoke_pipeline, speech):
-    """The UI's Generate also offers the animation .npz (the public /generate still returns the video only),
-    and the face picker numbers the faces of the photo."""
+def test_face_picker_and_api_outputs(gradio_env, smoke_pipeline):
+    """The public /generate answers the video only (the UI's Generate also offers the animation .npz), and the
+    face picker numbers the faces of the photo."""
     import app
     from nerffs.examples import example_photo
 
     demo = app.build_demo(smoke_pipeline)
     fns = {f.api_name: f for f in demo.fns.values()}
     assert [type(o).__name__ for o in fns["generate"].outputs] == ["Video"]
-    ui = fns["generate_with_animation"]
-    assert [type(o).__name__ for o in ui.outputs] == ["Video", "File"]
-    video, animation = ui.fn(str(example_photo()), str(speech))
-    data = np.load(animation)
-    assert Path(video).is_file() and data["exp"].shape[1] == 64 and data["cams"].shape[1:] == (4, 4)
+    assert [type(o).__name__ for o in fns["generate_live"].outputs] == ["Video", "File", "File", "Markdown"]
     overlay = fns["faces"].fn(str(example_photo()), 0)
     assert overlay.shape == (512, 512, 3)
     params = [p["parameter_name"] for p in demo.get_api_info()["named_endpoints"]["/generate"]["parameters"]]
     assert params[-1] == "face"
+
+
+# ---- issue #18: progress, streaming, live view, queue ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory, speech) -> Path:
+    from nerffs.examples import example_speech
+
+    return example_speech(tmp_path_factory.mktemp("speech") / "long.wav",
+                          "Hi there. I am a talking head, and this sentence lasts a few seconds.")
+
+
+def test_generate_streams_segments_then_offers_the_mp4_and_animation(gradio_env, smoke_pipeline, long_speech):
+    """The UI's Generate: progress as the pipeline's named steps, video segments (mp4 with sound) while frames
+    render, then the finished mp4 and the animation to download; segments are removed once streamed."""
+    import app
+    from nerffs.examples import example_photo
+    from nerffs.progress import STEPS
+    from nerffs.render.video import read_video
+
+    demo = app.build_demo(smoke_pipeline)
+    fn = {f.api_name: f for f in demo.fns.values()}["generate_live"].fn
+    bar, segments, streamed, finals = [], [], 0, []
+    for live, download, animation, status in fn(str(example_photo()), str(long_speech),
+                                                progress=lambda share, desc=None: bar.append((share, desc))):
+        assert isinstance(status, str) and status
+        if isinstance(live, str):
+            assert not finals  # every segment comes before the finished video
+            frames, _ = read_video(live)
+            streamed += frames.shape[0]
+            assert re.search(r"Audio: flac", ffmpeg_streams(Path(live)))
+            segments.append(Path(live))
+        if isinstance(download, str):
+            finals.append((download, animation, status))
+    assert len(segments) >= 2 and not any(p.exists() for p in segments) and not segments[0].parent.exists()
+    (video, animation, status), = finals
+    assert streamed == read_video(video)[0].shape[0] and status.startswith("Done")
+    data = np.load(animation)
+    assert data["exp"].shape == (streamed, 64) and data["cams"].shape[1:] == (4, 4)
+    labels = [desc.split(" ")[0] for _, desc in bar]  # the steps' names, as in nerffs.progress.STEPS
+    firsts = [text.split(" ")[0] for text, _ in STEPS.values()]
+    assert [w for i, w in enumerate(labels) if i == 0 or labels[i - 1] != w] == [w for w in firsts if w in labels]
+    assert any(desc.startswith("rendering frames ") for _, desc in bar)
+    shares = [share for share, _ in bar]
+    assert shares == sorted(shares) and shares[-1] == pytest.approx(1.0)
+
+
+def test_live_view_follows_the_sliders_and_sets_the_camera(gradio_env, smoke_pipeline):
+    import app
+    from nerffs.app_support import camera_spec
+    from nerffs.examples import example_photo
+
+    demo = app.build_demo(smoke_pipeline, preview_views=2)
+    fns = {f.api_name: f for f in demo.fns.values()}
+    aligned, overlay, orbit, identity, view = fns["preview_session"].fn(str(example_photo()), 0, 0, 12, -6)
+    assert aligned.shape == (128, 128, 3) and Path(orbit).is_file()
+    np.testing.assert_array_equal(view, identity.view(12, -6))  # the session's identity at the sliders' camera
+    np.testing.assert_array_equal(fns["live_view"].fn(identity, 12, -6), view)
+    assert fns["live_view"].fn(None, 12, -6) == gr.skip()  # no face prepared yet: nothing to redraw
+    mode, yaw, pitch = fns["use_view"].fn(12, -6)
+    assert camera_spec(mode, yaw, pitch) == "fixed:yaw=12deg,pitch=-6deg"
+
+
+def test_the_queue_bounds_renders(gradio_env, smoke_pipeline):
+    """Renders share one queue of ``concurrency_limit`` workers (requests wait instead of being refused); the live
+    view has a queue of its own, so a slider never waits for a video."""
+    import app
+
+    demo = app.build_demo(smoke_pipeline, concurrency_limit=2)
+    fns = {f.api_name: f for f in demo.fns.values()}
+    for name in ("preview", "preview_session", "generate", "generate_live", "faces"):
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("pipeline", 2), name
+    assert fns["live_view"].concurrency_id == "views" and fns["live_view"].trigger_mode == "always_last"
+    assert app.build_parser().parse_args([]).concurrency == 1
+
+
+@pytest.mark.slow
+def test_four_concurrent_users_are_all_answered_and_leave_no_temporary_files(gradio_env, smoke_pipeline, speech,
+                                                                              tmp_path):
+    """4 gradio_client users at once against one worker: every request is answered with a playable mp4 with
+    sound, none is lost, no partial or segment file is left, and a sweep empties the workspace."""
+    import app
+    from nerffs.app_support import Workspace
+    from nerffs.bench.app_load import run_users, workspace_files
+    from nerffs.examples import example_photo
+
+    work = Workspace(root=tmp_path, max_age=3600)
+    demo = app.build_demo(smoke_pipeline, preview_views=2, workspace=work)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        records = run_users(url, users=4, requests=2, photo=example_photo(), audio=speech, timeout=300)
+    finally:
+        demo.close()
+    assert [(r.user, r.index) for r in records] == [(u, i) for u in range(4) for i in range(2)]
+    assert [r.error for r in records] == [None] * 8
+    assert all(r.playable and r.frames > 5 for r in records)
+    # one worker: the last of four simultaneous users waited at least one other's whole render in the queue
+    assert max(r.queue_wait for r in records) >= min(r.latency - r.queue_wait for r in records)
+    files = workspace_files(work.root)
+    assert files["partial"] == 0 and files["segments"] == 0 and files["outputs"] >= 8
+    assert work.sweep(max_age=0) == 8 and not [p for p in work.root.iterdir() if p.is_dir()]
+    work.close()
 
 
 def test_errors_name_the_uploaded_file_not_server_paths(served, tmp_path):
