@@ -16,6 +16,7 @@ from nerffs.audio.config import AudioConfig
 from nerffs.face3d.fit import FitConfig
 from nerffs.talking.headpose import MotionConfig
 from nerffs.talking.loop import LoopConfig
+from torch_utils.registry import Registry
 
 
 @dataclass
@@ -109,7 +110,13 @@ class PipelineConfig:
         return PipelineConfig(**parts)
 
 
+PRESETS: Registry[PipelineConfig] = Registry("pipeline", {"official": PipelineConfig})
+"""The pipeline presets; ``ModelSet.source`` names the one that suits a model set."""
+
+
+@PRESETS.register("smoke")
 def _smoke() -> PipelineConfig:
+    """For the random smoke models: small blending resolution, 8 frames per call, short fit, sampled identity."""
     cfg = PipelineConfig()
     cfg.loop = LoopConfig(blend_size=128, batch_size=8)
     cfg.fit = FitConfig.preset("fast")
@@ -117,6 +124,7 @@ def _smoke() -> PipelineConfig:
     return cfg
 
 
+@PRESETS.register("offline")
 def _offline() -> PipelineConfig:
     """For the offline demo models: their field renders in milliseconds, so frames go 4 per call; blinks and
     speech-driven head motion (turned by deformation, body still) on."""
@@ -128,12 +136,10 @@ def _offline() -> PipelineConfig:
     return cfg
 
 
-PRESETS = {"official": PipelineConfig, "smoke": _smoke, "offline": _offline}
-
-
 def get_config(name: str) -> PipelineConfig:
-    """A fresh config of a named preset ('official' or 'smoke')."""
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ValueError(f"unknown pipeline preset {name!r}; choose one of {sorted(PRESETS)}") from None
+    """A fresh config of a named preset: 'official', 'smoke' or 'offline'.
+
+    Raises:
+        ValueError: an unknown name (the message lists the presets).
+    """
+    return PRESETS.get(name)

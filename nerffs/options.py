@@ -19,6 +19,7 @@ from typing import Any
 
 from nerffs.config import PipelineConfig
 from nerffs.errors import InputError
+from nerffs.inversion.config import PRESETS as INVERSION_PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
+def _listed(choices: tuple[str, ...]) -> str:
+    """``'a', 'b' or 'c'``."""
+    quoted = [repr(c) for c in choices]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+
+
 RULES: dict[str, Rule] = {
     "exp_scale": (_number(0.0), "must be a number >= 0"),
     "ref_momentum": (_number(0.0, 1.0), "must be between 0 and 1"),
@@ -61,7 +68,7 @@ RULES: dict[str, Rule] = {
     "head_motion": (_one_of("deform", "camera"), "must be 'deform' or 'camera'"),
     "expression": (_one_of("audio", "driving"), "must be 'audio' or 'driving'"),
     "source": (_one_of("auto", "pti", "sample"), "must be 'auto', 'pti' or 'sample'"),
-    "inversion_preset": (_one_of("official", "fast", "smoke"), "must be 'official', 'fast' or 'smoke'"),
+    "inversion_preset": (_one_of(*INVERSION_PRESETS.names()), f"must be {_listed(INVERSION_PRESETS.names())}"),
     "truncation_psi": (_number(0.0, 2.0), "must be a number between 0 and 2 (0.7 is usual)"),
     "quality": (_whole(0, 10), "must be a whole number from 0 to 10"),
     "max_size": (_whole(16, optional=True), "must be a whole number of pixels >= 16"),

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch_utils.registry import Registry
+
 UPSAMPLE_MODES = ("pixelshuffle", "nn_cat")
 
 
@@ -229,17 +231,18 @@ def tiny_config(img_resolution: int = 64) -> GeneratorConfig:
 # Evidence for the released files (spec 1.3): 256 pixelshuffle F=64; 512 pixelshuffle (F inferred 64 from the
 # issue reports); 1024 pixelshuffle F=256 with a 2x wider upsampler (file-size arithmetic). Loading an official
 # pickle always uses the pickle's own kwargs, so these only matter for random-weight benchmarks and tests.
-PRESETS: dict[str, Any] = {
+PRESETS: Registry[GeneratorConfig] = Registry("generator", {
     "ffhq256": lambda: _ffhq(256, 64, 32768),
     "ffhq512": lambda: _ffhq(512, 64, 32768),
     "ffhq1024": lambda: _ffhq(1024, 256, 65536),
     "tiny": tiny_config,
-}
+})
 
 
 def get_preset(name: str) -> GeneratorConfig:
-    """Return a fresh config for a named preset (``ffhq256``, ``ffhq512``, ``ffhq1024``, ``tiny``)."""
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ValueError(f"unknown generator preset {name!r}; choose one of {sorted(PRESETS)}") from None
+    """Return a fresh config for a named preset (``ffhq256``, ``ffhq512``, ``ffhq1024``, ``tiny``).
+
+    Raises:
+        ValueError: an unknown name (the message lists the presets).
+    """
+    return PRESETS.get(name)

@@ -42,6 +42,7 @@ from torch import nn
 from nerffs.audio.audio2exp import AUDIO_DIM, ENCODER_LAYOUT, MEL_BANDS, MEL_WINDOW, ConvBlock
 from nerffs.errors import AudioError, CheckpointError
 from nerffs.utils.checkpoint import load_strict, read_state_dict
+from torch_utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +98,16 @@ class Audio2PoseConfig:
 
     @classmethod
     def preset(cls, name: str) -> Audio2PoseConfig:
-        """``'official'`` (the released weights) or ``'tiny'`` (random-weight tests: 8-frame windows, narrow nets)."""
-        if name == "official":
-            return cls()
-        if name == "tiny":
-            return cls(seq_len=8, latent_size=8, num_classes=4, encoder_hidden=(16,), decoder_hidden=(16,),
-                       unet_filters=(4, 8, 8, 16), disc_channels=(8, 8, 8))
-        raise ValueError(f"unknown Audio2PoseConfig preset {name!r}; use 'official' or 'tiny'")
+        """``'official'`` (the released weights) or ``'tiny'`` (random-weight tests: 8-frame windows, narrow nets);
+        ``AUDIO2POSE_PRESETS``."""
+        return AUDIO2POSE_PRESETS.get(name)
+
+
+AUDIO2POSE_PRESETS: Registry[Audio2PoseConfig] = Registry("Audio2PoseConfig", {
+    "official": Audio2PoseConfig,
+    "tiny": lambda: Audio2PoseConfig(seq_len=8, latent_size=8, num_classes=4, encoder_hidden=(16,),
+                                     decoder_hidden=(16,), unet_filters=(4, 8, 8, 16), disc_channels=(8, 8, 8)),
+})
 
 
 # --------------------------------------------------------------------------------------------- layers

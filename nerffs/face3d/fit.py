@@ -32,6 +32,7 @@ from nerffs.face3d.bfm import NUM_KEYPOINTS, ParametricFaceModel, to_image_rows
 from nerffs.face3d.coeffs import LAYOUT, FaceCoeffs
 from nerffs.face3d.render import MeshRenderer, MeshRendererConfig
 from nerffs.utils.logging import progress
+from torch_utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +80,14 @@ class FitConfig:
 
     @classmethod
     def preset(cls, name: str) -> "FitConfig":
-        """``'official'`` or ``'fast'`` (see the class docstring)."""
-        if name == "official":
-            return cls()
-        if name == "fast":
-            return cls(rigid_iters=200, nonrigid_iters=150, photometric=False)
-        raise ValueError(f"unknown FitConfig preset {name!r}; use 'official' or 'fast'")
+        """``'official'`` or ``'fast'`` (see the class docstring; ``FIT_PRESETS``)."""
+        return FIT_PRESETS.get(name)
+
+
+FIT_PRESETS: Registry[FitConfig] = Registry("FitConfig", {
+    "official": FitConfig,
+    "fast": lambda: FitConfig(rigid_iters=200, nonrigid_iters=150, photometric=False),
+})
 
 
 @runtime_checkable

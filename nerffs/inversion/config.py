@@ -18,6 +18,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from torch_utils.registry import Registry
+
 LpipsNet = Literal["vgg", "alex"]
 
 
@@ -139,12 +141,13 @@ def smoke() -> InversionConfig:
                            tuning=TuningConfig(num_steps=6), allow_random_lpips=True, checkpoint_every=4)
 
 
-PRESETS = {"official": official, "fast": fast, "smoke": smoke}
+PRESETS: Registry[InversionConfig] = Registry("inversion", {"official": official, "fast": fast, "smoke": smoke})
 
 
 def get_preset(name: str) -> InversionConfig:
-    """A fresh ``InversionConfig`` for ``official``, ``fast`` or ``smoke``."""
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ValueError(f"unknown inversion preset {name!r}; choose one of {sorted(PRESETS)}") from None
+    """A fresh ``InversionConfig`` for ``official``, ``fast`` or ``smoke``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the presets).
+    """
+    return PRESETS.get(name)

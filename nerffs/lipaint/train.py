@@ -39,6 +39,7 @@ from nerffs.lipaint.data import (CROP, LipaintBatch, estimate_coeffs, landmark_g
 from nerffs.lipaint.model import LipaintNet
 from nerffs.utils.io import atomic_path, atomic_write_text
 from stylenerf.discriminator import Discriminator, DiscriminatorConfig
+from torch_utils.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,16 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "TrainConfig":
-        """'official' (Adam 1e-5, batch 8, 300k iterations, weights 1 / 1 / 0.1) or 'smoke' (CPU seconds)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(PRESETS)}")
-        return dataclasses.replace(cls(**PRESETS[name]), **overrides)
+        """'official' (Adam 1e-5, batch 8, 300k iterations, weights 1 / 1 / 0.1) or 'smoke' (CPU seconds), with
+        ``overrides`` of any field."""
+        return dataclasses.replace(PRESETS.get(name), **overrides)
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "official": {},
-    "smoke": dict(models="smoke", discriminator="random", lr=1e-3, batch=2, iterations=4, ckpt_every=2,
-                  sample_every=2, log_every=1, device="cpu", progress=False, tensorboard=False),
-}
+PRESETS: Registry[TrainConfig] = Registry("training", {
+    "official": TrainConfig,
+    "smoke": lambda: TrainConfig(models="smoke", discriminator="random", lr=1e-3, batch=2, iterations=4, ckpt_every=2,
+                                 sample_every=2, log_every=1, device="cpu", progress=False, tensorboard=False),
+})
 
 
 @dataclass
