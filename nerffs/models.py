@@ -18,19 +18,14 @@ from pathlib import Path
 
 import torch
 
-from nerffs.audio.audio2exp import Audio2Exp
+from nerffs import weights
+from nerffs.audio.audio2exp import Audio2Exp, load_audio2exp
 from nerffs.audio.audio2pose import Audio2Pose, load_audio2pose
 from nerffs.errors import CheckpointError, IncompleteWeightsError, InputError, WeightsMissingError
-from nerffs.face3d.bfm import ParametricFaceModel
-from nerffs.face3d.parsing import BiSeNet, ParsingConfig
-from nerffs.face3d.recon import Deep3DRegressor
-from nerffs.face3d.synthetic import synthetic_face_model
-from nerffs.lipaint.model import LipaintNet
+from nerffs.lipaint.networks import Networks, frozen, load_networks, seeded_networks
 from nerffs.offline.models import OFFLINE, OfflineConfig, OfflineModels
 from nerffs.offline.speech import SpeechMotion
 from nerffs.talking.loop import TalkingModels
-from stylenerf import Generator
-from stylenerf.config import tiny_config
 
 log = logging.getLogger(__name__)
 
@@ -92,29 +87,18 @@ class ModelSet:
         return self
 
 
-def _frozen(module: torch.nn.Module) -> torch.nn.Module:
-    return module.eval().requires_grad_(False)
+def _talking(nets: Networks) -> TalkingModels:
+    """The frame loop's networks (all five present)."""
+    return TalkingModels(generator=nets.generator, face_model=nets.face_model, deep3d=nets.deep3d,
+                         parser=nets.parser, lipaint=nets.lipaint)
 
 
 def smoke_models(seed: int = 0, resolution: int = 128, num_vertices: int = 4000) -> ModelSet:
-    """Seeded random models for every component (deterministic for a given seed).
-
-    The Deep3D heads are scaled down so the random regressor predicts small coefficients (a face near the
-    image centre) instead of arbitrary poses; everything else keeps its default initialisation.
-    """
-    torch.manual_seed(seed)
-    g = Generator(tiny_config(resolution))
-    deep3d = Deep3DRegressor()
-    with torch.no_grad():
-        for head in deep3d.final_layers:
-            head.weight.mul_(1e-3)
-            head.bias.zero_()
-    parser = BiSeNet(ParsingConfig.barbershop16(input_size=64))
-    lipaint = LipaintNet(w_dim=g.w_dim, exp_dim=64, hidden=g.w_dim)
-    talking = TalkingModels(generator=_frozen(g), face_model=synthetic_face_model(num_vertices, seed=seed),
-                            deep3d=_frozen(deep3d), parser=_frozen(parser), lipaint=_frozen(lipaint))
+    """Seeded random models for every component (deterministic for a given seed): the networks of
+    ``nerffs.lipaint.networks.seeded_networks``, then a random Audio2Exp."""
+    talking = _talking(seeded_networks(seed, resolution, num_vertices))
     log.warning("using SMOKE models: seeded random weights for every network; the output is not a face")
-    return ModelSet(talking=talking, audio2exp=_frozen(Audio2Exp()), label=SMOKE)
+    return ModelSet(talking=talking, audio2exp=frozen(Audio2Exp()), label=SMOKE)
 
 
 GENERATORS = {256: "stylenerf_ffhq256", 512: "stylenerf_ffhq512", 1024: "stylenerf_ffhq1024"}
@@ -140,10 +124,8 @@ def generator_asset(choice: int | str | None = None) -> str:
     Raises:
         InputError: anything else.
     """
-    from nerffs.weights import DEFAULT_PROVIDERS
-
     if choice is None:
-        return DEFAULT_PROVIDERS["generator"]
+        return weights.DEFAULT_PROVIDERS["generator"]
     text = str(choice).strip().lower().removesuffix("px")
     if text.isdigit() and int(text) in GENERATORS:
         return GENERATORS[int(text)]
@@ -159,8 +141,6 @@ def official_names(generator: int | str | None = None, parsing: str = "bisenet_s
 
 def missing_table(err: IncompleteWeightsError) -> str:
     """The lines of the fallback warning: each missing file, its name and what it would have done."""
-    from nerffs import weights
-
     role = lambda n: ROLES["generator"] if n.startswith("stylenerf_") else ROLES.get(n, n)  # noqa: E731
     return "\n".join(f"  - {weights.asset_path(n, err.root)} ({n}): {role(n)}" for n in err.missing)
 
@@ -181,8 +161,6 @@ def official_models(root: str | os.PathLike | None = None, generator: int | str 
             fetches them into ``root``.
         CheckpointError (and the generator's checkpoint errors): a file is unreadable; the line names it.
     """
-    from nerffs import weights  # the registry; imported lazily so smoke runs never need it
-
     gen = generator_asset(generator)
     names = official_names(gen, parsing)
     base = weights.weights_dir(root)
@@ -197,28 +175,15 @@ def official_models(root: str | os.PathLike | None = None, generator: int | str 
             f"official weights incomplete in {base}: missing {files}; fetch them with "
             f"`{weights.fetch_command(missing, root)}` (files without a direct download print how to get them by "
             "hand), or use the offline demo models (model set 'offline')", missing, root, gen)
-    from nerffs.audio.audio2exp import load_audio2exp
-    from nerffs.face3d.parsing import load_bisenet
-    from nerffs.face3d.recon import load_deep3d
-    from nerffs.lipaint.model import load_lipaint
-    from stylenerf.io import load_generator
-
-    path = lambda n: weights.resolve(n, root)  # noqa: E731
-    talking = TalkingModels(generator=_frozen(load_generator(path(gen))),
-                            face_model=ParametricFaceModel.from_mat(path("bfm_front")),
-                            deep3d=_frozen(load_deep3d(path("sadtalker"))), parser=_frozen(load_bisenet(path(parsing))),
-                            lipaint=_frozen(load_lipaint(path("lipaintnet"))))
-    return ModelSet(talking=talking, audio2exp=_frozen(load_audio2exp(path("sadtalker"))),
-                    label=f"official:{Path(weights.weights_dir(root))}",
-                    audio2pose=_optional_audio2pose(path("sadtalker")))
+    sadtalker = weights.resolve("sadtalker", root)
+    return ModelSet(talking=_talking(load_networks(root, gen, parsing)), audio2exp=frozen(load_audio2exp(sadtalker)),
+                    label=f"official:{Path(weights.weights_dir(root))}", audio2pose=_optional_audio2pose(sadtalker))
 
 
 def auto_models(generator: int | str | None = None) -> ModelSet:
     """``auto``: the official set from the default weights directory when every file is there, else the offline
     demo set, with one WARNING that lists each missing file, what it does for the method, and the command
     that fetches them."""
-    from nerffs import weights
-
     try:
         return official_models(None, generator)
     except IncompleteWeightsError as exc:
@@ -236,7 +201,7 @@ def auto_models(generator: int | str | None = None) -> ModelSet:
 def _optional_audio2pose(path: Path) -> Audio2Pose | None:
     """Audio2Pose from the SadTalker bundle when it holds the ``audio2pose.`` weights, else None (logged)."""
     try:
-        return _frozen(load_audio2pose(path))
+        return frozen(load_audio2pose(path))
     except CheckpointError as exc:
         log.warning("no Audio2Pose weights (%s); head motion from audio will be procedural", exc)
         return None

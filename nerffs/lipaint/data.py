@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from nerffs.face3d.bfm import ParametricFaceModel
 from nerffs.face3d.coeffs import FaceCoeffs
 from nerffs.face3d.recon import Deep3DRegressor, preprocess_generator_image
+from nerffs.preprocess.image import from_tensor
 from nerffs.utils.io import atomic_path
 from stylenerf import Generator
 from stylenerf.camera import frontal_camera, sample_cameras
@@ -124,10 +126,6 @@ def _draw_points(img: torch.Tensor, pts: torch.Tensor, color: tuple[float, float
 def landmark_grid(identity: torch.Tensor, result: torch.Tensor, lm_target: torch.Tensor, lm_pred: torch.Tensor,
                   path: Path) -> None:
     """Write a PNG grid: per row identity | identity + target landmarks (green) | result + landmarks (red)."""
-    from PIL import Image
-
-    from nerffs.preprocess.image import from_tensor
-
     cols = [identity.float(), _draw_points(identity, lm_target, (-1.0, 1.0, -1.0)),
             _draw_points(result, lm_pred, (1.0, -1.0, -1.0))]
     grid = torch.cat([torch.cat(list(c), dim=-1) for c in zip(*cols)], dim=-2)  # [3, rows*R, 3*R]

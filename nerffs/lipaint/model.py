@@ -11,6 +11,7 @@ import os
 import torch
 from torch import nn
 
+from nerffs.errors import CheckpointError
 from nerffs.utils.checkpoint import load_strict, read_state_dict
 
 
@@ -77,8 +78,6 @@ def load_lipaint(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     key = None if p.endswith(".safetensors") else "model_state_dict"
     state = read_state_dict(p, key=key, what="LipaintNet checkpoint")
     if "fc1.weight" not in state or "fc4.weight" not in state:
-        from nerffs.errors import CheckpointError
-
         raise CheckpointError(f"LipaintNet checkpoint at {p} has no fc1/fc4 weights; is it the right file?")
     w_dim = state["fc4.weight"].shape[0]
     net = LipaintNet(w_dim=w_dim, exp_dim=state["fc1.weight"].shape[1] - w_dim, hidden=state["fc1.weight"].shape[0])

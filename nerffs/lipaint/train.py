@@ -34,11 +34,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from safetensors.torch import save_file
+
+from nerffs import weights
+from nerffs.errors import WeightsMissingError
 from nerffs.lipaint.data import (CROP, LipaintBatch, estimate_coeffs, landmark_grid, landmarks, render,
                                 sample_batch)
-from nerffs.lipaint.model import LipaintNet
+from nerffs.lipaint.model import LipaintNet, load_lipaint
+from nerffs.lipaint.networks import Networks, load_networks, new_lipaint, seeded_networks, small_deep3d
+from nerffs.utils.checkpoint import load_strict, read_state_dict
 from nerffs.utils.io import atomic_path, atomic_write_text
-from stylenerf.discriminator import Discriminator, DiscriminatorConfig
+from stylenerf.discriminator import Discriminator, DiscriminatorConfig, load_official_discriminator
 from torch_utils.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -132,7 +138,8 @@ def _init_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
 
 
 def _build_models(cfg: TrainConfig, models: Any) -> tuple[Frozen, LipaintNet]:
-    """Frozen networks + the LipaintNet to train, from ``models`` (ModelSet / TalkingModels) or ``cfg``."""
+    """Frozen networks + the LipaintNet to train, from ``models`` (``Networks``, or a ``ModelSet`` /
+    ``TalkingModels`` of the pipeline) or, when None, from ``cfg``."""
     if models is None:
         if cfg.models == "smoke":
             models = smoke_training_models(cfg)
@@ -140,65 +147,36 @@ def _build_models(cfg: TrainConfig, models: Any) -> tuple[Frozen, LipaintNet]:
             return _official_models(cfg)
         else:
             raise ValueError(f"TrainConfig.models must be 'official' or 'smoke', got {cfg.models!r}")
-    talking = getattr(models, "talking", models)
-    lipaint = copy.deepcopy(talking.lipaint)
-    if cfg.init_lipaint:
-        from nerffs.lipaint.model import load_lipaint
-
-        lipaint = load_lipaint(cfg.init_lipaint)
-    frozen = Frozen(talking.generator, talking.deep3d, talking.face_model, _discriminator(cfg, talking.generator))
-    return frozen, lipaint
+    nets = getattr(models, "talking", models)
+    lipaint = load_lipaint(cfg.init_lipaint) if cfg.init_lipaint else copy.deepcopy(nets.lipaint)
+    return Frozen(nets.generator, nets.deep3d, nets.face_model, _discriminator(cfg, nets.generator)), lipaint
 
 
-def smoke_training_models(cfg: TrainConfig) -> Any:
-    """``nerffs.models.smoke_models`` for ``cfg`` (seed, resolution, vertices), with the small Deep3D when
-    ``cfg.smoke_small_deep3d``. Build once and pass to several ``train`` calls to save the setup time."""
-    from nerffs.models import smoke_models
-
-    models = smoke_models(cfg.seed, resolution=cfg.resolution, num_vertices=cfg.num_vertices)
+def smoke_training_models(cfg: TrainConfig) -> Networks:
+    """The smoke pipeline's networks (``seeded_networks``) for ``cfg`` (seed, resolution, vertices), with the
+    small Deep3D when ``cfg.smoke_small_deep3d``. Build once and pass to several ``train`` calls to save the
+    setup time."""
+    nets = seeded_networks(cfg.seed, resolution=cfg.resolution, num_vertices=cfg.num_vertices)
     if cfg.smoke_small_deep3d:
-        models.talking.deep3d = _small_deep3d(cfg.seed)
-    return models
-
-
-def _small_deep3d(seed: int) -> nn.Module:
-    """Seeded ResNet-18 regressor on 64-px crops, heads scaled down as in ``smoke_models``."""
-    from nerffs.face3d.recon import Deep3DConfig, Deep3DRegressor
-    from nerffs.face3d.resnet import ResNetConfig
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 2)
-        net = Deep3DRegressor(Deep3DConfig(backbone=ResNetConfig.resnet18(), input_size=64))
-    with torch.no_grad():
-        for head in net.final_layers:
-            head.weight.mul_(1e-3)
-            head.bias.zero_()
-    return net.eval().requires_grad_(False)
+        nets.deep3d = small_deep3d(cfg.seed)
+    log.info("training on seeded random smoke networks (%d px); the result is not a usable LipaintNet",
+             cfg.resolution)
+    return nets
 
 
 def _official_models(cfg: TrainConfig) -> tuple[Frozen, LipaintNet]:
-    from nerffs import weights
-    from nerffs.face3d.bfm import ParametricFaceModel
-    from nerffs.face3d.recon import load_deep3d
-    from stylenerf.io import load_generator
-
-    names = [cfg.generator, "sadtalker", "bfm_front"]
-    missing = weights.missing(names, cfg.weights_dir)
+    """The official generator, Deep3D and BFM (``load_networks``) and a new (seeded) or ``init_lipaint``
+    LipaintNet."""
+    missing = weights.missing([cfg.generator, "sadtalker", "bfm_front"], cfg.weights_dir)
     if missing:
-        from nerffs.errors import WeightsMissingError
-
         raise WeightsMissingError(f"missing weights {', '.join(missing)}; fetch them with: "
                                   f"{weights.fetch_command(missing, cfg.weights_dir)} (or train with the smoke preset)")
-    g = load_generator(weights.resolve(cfg.generator, cfg.weights_dir))
-    frozen = Frozen(g, load_deep3d(weights.resolve("sadtalker", cfg.weights_dir)),
-                    ParametricFaceModel.from_mat(weights.resolve("bfm_front", cfg.weights_dir)), None)
-    frozen.discriminator = _discriminator(cfg, g)
+    nets = load_networks(cfg.weights_dir, cfg.generator, parsing=None, lipaint=False)
+    frozen = Frozen(nets.generator, nets.deep3d, nets.face_model, _discriminator(cfg, nets.generator))
     if cfg.init_lipaint:
-        from nerffs.lipaint.model import load_lipaint
-
         return frozen, load_lipaint(cfg.init_lipaint)
     torch.manual_seed(cfg.seed)
-    return frozen, LipaintNet(w_dim=g.w_dim, exp_dim=64, hidden=g.w_dim)
+    return frozen, new_lipaint(nets.generator)
 
 
 def _discriminator(cfg: TrainConfig, generator: nn.Module) -> nn.Module | None:
@@ -210,12 +188,8 @@ def _discriminator(cfg: TrainConfig, generator: nn.Module) -> nn.Module | None:
             torch.manual_seed(int(torch.randint(0, 2 ** 31, (), generator=gen)))
             return Discriminator(DiscriminatorConfig(img_resolution=generator.img_resolution, channel_base=1024,
                                                      channel_max=32, num_fp16_res=0, mbstd_group_size=4))
-    from stylenerf.discriminator import load_official_discriminator
-
     path = cfg.discriminator
     if path is None:
-        from nerffs import weights
-
         path = weights.asset_path(cfg.generator, cfg.weights_dir)
     return load_official_discriminator(path)
 
@@ -331,8 +305,6 @@ class LipaintTrainer:
         rng = self._rng_states()  # collective: every rank must call it
         weights = self.ckpt_dir / f"step-{self.step:08d}.safetensors"
         if self.rank == 0:
-            from safetensors.torch import save_file
-
             state_path = weights.with_suffix(".state.pt")
             with atomic_path(weights) as tmp:
                 save_file({k: v.detach().cpu().contiguous() for k, v in self.lipaint.state_dict().items()}, str(tmp),
@@ -350,8 +322,6 @@ class LipaintTrainer:
         pointer = self.ckpt_dir / "latest.json"
         if not pointer.is_file():
             return False
-        from nerffs.utils.checkpoint import load_strict, read_state_dict
-
         info = json.loads(pointer.read_text())
         load_strict(self.lipaint, read_state_dict(self.ckpt_dir / info["weights"], what="LipaintNet checkpoint"),
                     what="LipaintNet checkpoint")

@@ -91,8 +91,8 @@ def test_resume_equals_uninterrupted_and_checkpoint_loads(tmp_path, models):
 def test_trained_checkpoint_drives_the_lipaint_pass(tmp_path, models):
     path = train(TrainConfig.preset("smoke", iterations=1, sample_every=0), tmp_path / "run", models)
     net = load_lipaint(path)
-    assert not torch.equal(net.fc1.weight, models.talking.lipaint.fc1.weight)  # trained a copy, not the input
-    g = models.talking.generator
+    assert not torch.equal(net.fc1.weight, models.lipaint.fc1.weight)  # trained a copy, not the input
+    g = models.generator
     ws = g.mapping(torch.randn(1, g.z_dim), truncation_psi=0.7)
     exp = torch.rand(3, 64) * 2 - 1
     styles = net.mouth_styles(ws, exp, g.synthesis.num_nerf_ws)
