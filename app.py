@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "wait in the queue")
     p.add_argument("--max-queue", type=int, default=16, help="requests that may wait (default 16)")
     p.add_argument("--max-file-size", default="50mb", help="largest upload (default 50mb)")
+    p.add_argument("--segment-seconds", type=float, default=1.0,
+                   help="length of the streamed video's segments (default 1 s; longer when frames render slowly)")
     return p
 
 
@@ -364,7 +366,7 @@ def _serve(ns: argparse.Namespace) -> int:
     speech = example_speech(work.root / "example_speech.wav", "Hi there. I am a talking head.") \
         if find_espeak() else None
     demo = build_demo(pipeline, example_audio=speech, concurrency_limit=ns.concurrency,
-                      max_queue=ns.max_queue, workspace=work)
+                      max_queue=ns.max_queue, workspace=work, segment_seconds=ns.segment_seconds)
     print(f"nerffs demo: {pipeline.models.describe()} on http://{ns.host}:{ns.port}/ (temporary files in "
           f"{work.root})", file=sys.stderr, flush=True)
     try:

@@ -12,6 +12,8 @@ Suites:
                 an official-format generator (.pkl or converted directory), else random --presets[0] weights
     offline     the offline demo models on real photos: dlib-ID, face detection (video and orbit), lip-sync
                 proxy, silence closure, first-run / cached-rerun time and peak memory of scripts.talk
+    views       the app's live view: one frame of a prepared identity from a yaw/pitch slider camera, median of
+                9 renders, smoke and offline models, 1 and 2 threads
 
 Examples:
     python -m scripts.benchmark --suite generator --presets ffhq512,ffhq1024
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion", "loop", "offline")
+SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion", "loop", "offline", "views")
 
 
 def run_benchmarks(suites: list[str], presets: tuple[str, ...], device: str, repeats: int,
