@@ -28,7 +28,6 @@ from nerffs.call import Call, Speech, TalkingHeadOutput
 from nerffs.config import PipelineConfig, get_config
 from nerffs.driving import driving_fps, estimate_driving, read_driving_frames
 from nerffs.errors import InputError
-from nerffs.face3d.pose import front_matrix
 from nerffs.face3d.recon import preprocess_rgb_image
 from nerffs.inversion import get_preset, invert
 from nerffs.inversion.lpips import BACKBONE_ASSETS, load_lpips
@@ -39,7 +38,7 @@ from nerffs.preprocess.faces import choose_face, detect_faces
 from nerffs.preprocess.image import ImageSource, load_image_layers, to_tensor
 from nerffs.preprocess.landmarks import DlibLandmarks
 from nerffs.progress import ConsoleProgress, ProgressCallback, Reporter
-from nerffs.render.cameras import CameraSpec, camera_path, driving_angles_at_frames
+from nerffs.render.cameras import CameraSpec, camera_path, driving_angles_at_frames, front_matrix, pose_cameras
 from nerffs.render.job import finish_job, input_digests, start_job
 from nerffs.render.manifest import JobManifest
 from nerffs.render.coefficients import save_run_animation
@@ -48,7 +47,7 @@ from nerffs.render.sheet import SheetConfig, contact_sheet, keep_frames, sheet_p
 from nerffs.render.video import add_watermark, write_video
 from nerffs.render.views import render_views
 from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
-from nerffs.talking.headpose import pose_cameras, prepare_pose, procedural_pose
+from nerffs.talking.headpose import prepare_pose, procedural_pose
 from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
 from nerffs.utils.device import check_device
 from stylenerf.camera import frontal_camera

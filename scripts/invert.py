@@ -84,10 +84,10 @@ def _load_image(args: InvertArgs, resolution: int) -> torch.Tensor:
 def _camera(args: InvertArgs) -> torch.Tensor:
     """[1, 4, 4] camera from Deep3D angles 'pitch,yaw,roll' (radians), frontal by default."""
     from nerffs.errors import InputError
-    from nerffs.face3d.pose import front_matrix
+    from nerffs.render.cameras import front_matrix
 
     if args.angles is None:
-        return front_matrix(None)
+        return front_matrix(torch.zeros(1, 3))  # Deep3D angles 0, 0, 0: the photo faces the camera
     try:
         values = [float(v) for v in args.angles.split(",")]
     except ValueError:

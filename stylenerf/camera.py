@@ -24,6 +24,11 @@ def look_at(eye: torch.Tensor, at: torch.Tensor | None = None, up: torch.Tensor 
 
     z_axis = normalize(eye - at), x_axis = normalize(up x z_axis), y_axis = z_axis x x_axis (spec 3.2).
 
+    Args:
+        eye: [B, 3] camera centres.
+        at: [B, 3] or [3] target, default the origin.
+        up: [B, 3] or [3] up vector, default world +z; must not be parallel to the viewing direction.
+
     Returns:
         [B, 4, 4] camera-to-world.
     """
@@ -32,7 +37,10 @@ def look_at(eye: torch.Tensor, at: torch.Tensor | None = None, up: torch.Tensor 
     at = torch.zeros_like(eye) if at is None else at.expand_as(eye)
     up = eye.new_tensor([0.0, 0.0, 1.0]).expand_as(eye) if up is None else up.expand_as(eye)
     z = torch.nn.functional.normalize(eye - at, dim=-1)
-    x = torch.nn.functional.normalize(torch.cross(up, z, dim=-1), dim=-1)
+    x_raw = torch.cross(up, z, dim=-1)
+    if bool((x_raw.norm(dim=-1) < 1e-8).any()):
+        raise ValueError("look_at: the viewing direction is parallel to 'up'; pass another up vector")
+    x = torch.nn.functional.normalize(x_raw, dim=-1)
     y = torch.nn.functional.normalize(torch.cross(z, x, dim=-1), dim=-1)
     m = torch.eye(4, dtype=eye.dtype, device=eye.device).repeat(eye.shape[0], 1, 1)
     m[:, :3, 0], m[:, :3, 1], m[:, :3, 2], m[:, :3, 3] = x, y, z, eye
@@ -59,7 +67,10 @@ def camera_from_angles(yaw: torch.Tensor | float, polar: torch.Tensor | float = 
 
 
 def frontal_camera(batch: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The frontal camera (yaw 0, polar pi/2, radius 1): eye (1, 0, 0). [B, 4, 4]"""
+    """The frontal camera (yaw 0, polar pi/2, radius 1): eye (1, 0, 0), looking along -x with +z up. [B, 4, 4]
+
+    The one frontal camera of the project (float32; ``cos(pi/2)`` rounds to -4.4e-8 in the eye's z).
+    """
     return camera_from_angles(torch.zeros(batch), math.pi / 2, device=device)
 
 

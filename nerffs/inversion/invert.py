@@ -110,7 +110,7 @@ def invert(g: Generator, image: torch.Tensor, cam2world: torch.Tensor, cfg: Inve
     Args:
         g: base generator (left untouched; the tuning happens on a copy).
         image: [1, 3, H, W] aligned photo in [-1, 1]; resized to ``g.img_resolution`` when H, W differ.
-        cam2world: [1, 4, 4] camera of the photo (e.g. ``nerffs.face3d.pose.front_matrix`` of the Deep3D angles).
+        cam2world: [1, 4, 4] camera of the photo (e.g. ``nerffs.render.cameras.front_matrix`` of the Deep3D angles).
         cfg: inversion settings (``nerffs.inversion.config.get_preset``).
         cache_dir: per-face cache root; None disables caching and resumable checkpoints.
         base_weights_id: identifies the base weights in the cache key (e.g. ``stylenerf.io.file_sha256`` of the

@@ -1,24 +1,17 @@
-"""Camera paths for talking-head videos: input pose, fixed novel view, orbit, keyframes and driving poses.
+"""The camera spec of a talking-head video: which camera mode, with which parameters, as a typed value.
 
-Every path is built around a *base* camera, the StyleNeRF camera of the input photo's head pose
-(``front_matrix`` of its Deep3D angles, spec-stylenerf.md 3.5; NFS renders every audio-driven frame from it,
-spec-pipeline.md 3.6 item 1). A path is a per-frame yaw / pitch offset applied with
-:func:`nerffs.face3d.pose.orbit_offset`, which rotates the whole camera frame around the origin, so the
-camera keeps looking at the head and keeps its roll; yaw is the azimuth around world +z (positive moves the
-camera toward world +y), pitch the elevation (positive moves it up). Angles are radians.
+A spec is parsed once at the boundary (CLI, app, jobs CSV) from its text form and then passed down;
+:func:`nerffs.render.cameras.camera_path` turns it into per-frame cameras. Angles are radians: yaw is the azimuth
+around world +z (positive moves the camera toward world +y), pitch the elevation (positive moves it up).
 
 Modes (``CameraSpec.mode``):
 
-* ``input``: the base camera on every frame (NFS's audio-driven modes).
-* ``fixed``: the base camera turned by a constant (``yaw``, ``pitch``): a novel view.
-* ``orbit``: an ellipse around the base view, ``yaw = A sin(2 pi t / P)``, ``pitch = B cos(2 pi t / P)``
-  (the convention of :func:`nerffs.render.views.orbit_cameras`: it starts looking from above).
-* ``keyframes``: (time, yaw, pitch) keys joined by a cubic Hermite spline whose inner tangents are centred
-  differences (Catmull-Rom for unevenly spaced keys) and whose end tangents are zero, so motion eases in
-  and out and the path is C1 everywhere, including where it is clamped to the first / last key.
-* ``driving``: per-frame head poses of driving frames, ``front_matrix(angles[t])`` (the NFS pose-driven
-  scripts, spec-stylenerf.md 7.6), optionally smoothed over time; when the driving clip is shorter than
-  the video its last pose is held (a loop would jump back to the first pose).
+* ``input``: the camera of the input photo's head pose on every frame (NFS's audio-driven modes).
+* ``fixed``: the input camera turned by a constant (``yaw``, ``pitch``): a novel view.
+* ``orbit``: an ellipse around the input view, ``yaw = A sin(2 pi t / P)``, ``pitch = B cos(2 pi t / P)``
+  (it starts looking from above).
+* ``keyframes``: (time, yaw, pitch) keys joined by a C1 cubic Hermite spline, eased in and out at the ends.
+* ``driving``: per-frame head poses of driving frames (a folder of images or a video), optionally smoothed.
 
 In every mode ``yaw`` / ``pitch`` turn the result further (a novel view on top of the path).
 
@@ -37,21 +30,12 @@ import os
 import re
 from dataclasses import dataclass, replace
 
-import torch
-
 from nerffs.errors import InputError
-from nerffs.face3d.pose import front_matrix, orbit_offset, yaw_pitch_from_cam2world
-from nerffs.utils.logging import get_logger
-
-logger = get_logger(__name__)
 
 MODES = ("input", "fixed", "orbit", "keyframes", "driving")
 """The camera modes, in the order the documentation lists them."""
 
-# 3 standard deviations of StyleNeRF's FFHQ camera distribution (yaw ~ N(0, 0.3), polar ~ N(pi/2, 0.155),
-# spec-stylenerf.md 3.2): beyond this the generator has seen almost no training views.
-_TRAINING_RANGE = (0.9, 0.465)
-_MAX_PITCH = math.pi / 2 - 1e-3  # orbit_offset adds pitches only while they stay inside the poles
+_MAX_PITCH = math.pi / 2 - 1e-3  # cameras.orbit_offset adds pitches only while they stay inside the poles
 MAX_RADIANS = math.pi / 2
 """Angles written in radians beyond this are refused as a likely degree value without 'deg' (write 120deg to mean
 it): a quarter turn is already far outside the views StyleNeRF was trained on."""
@@ -295,159 +279,3 @@ def _normalise_keyframes(keyframes: object) -> tuple[tuple[float, float, float],
         if b[0] - a[0] <= 0:
             raise InputError(f"two camera keyframes share the time {a[0]} s; give each key its own time")
     return tuple(keys)  # type: ignore[return-value]
-
-
-def orbit_offsets(spec: CameraSpec, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The orbit ellipse: yaw = A sin(2 pi t / P), pitch = B cos(2 pi t / P).
-
-    Args:
-        spec: its ``orbit_yaw`` (A), ``orbit_pitch`` (B) and ``orbit_period`` (P, seconds) are used.
-        times: [N] seconds (float64 keeps long videos exactly periodic).
-
-    Returns:
-        yaw [N], pitch [N] offsets in radians.
-    """
-    phase = times * (2 * math.pi / spec.orbit_period)
-    return spec.orbit_yaw * torch.sin(phase), spec.orbit_pitch * torch.cos(phase)
-
-
-def interpolate_keyframes(keyframes: tuple[tuple[float, float, float], ...],
-                          times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """C1 cubic Hermite through the keys, clamped to the end keys outside their time span.
-
-    Inner tangents are centred differences ``(p[k+1] - p[k-1]) / (t[k+1] - t[k-1])`` (Catmull-Rom for uneven
-    key spacing); end tangents are zero, so the path eases into and out of the held end keys.
-
-    Args:
-        keyframes: sorted ``(time_s, yaw, pitch)`` keys with distinct times (at least one).
-        times: [N] seconds.
-
-    Returns:
-        yaw [N], pitch [N] in radians.
-    """
-    keys = torch.tensor(keyframes, dtype=torch.float64, device=times.device)  # [K, 3]
-    t_key, values = keys[:, 0].contiguous(), keys[:, 1:]
-    t = times.to(torch.float64).clamp(t_key[0], t_key[-1])
-    if len(keyframes) == 1:
-        out = values.expand(t.shape[0], 2)
-        return out[:, 0], out[:, 1]
-    slopes = torch.zeros_like(values)
-    slopes[1:-1] = (values[2:] - values[:-2]) / (t_key[2:] - t_key[:-2])[:, None]
-    seg = torch.searchsorted(t_key, t, right=True).sub(1).clamp(0, len(keyframes) - 2)
-    h = t_key[seg + 1] - t_key[seg]
-    s = ((t - t_key[seg]) / h)[:, None]
-    h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
-    h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
-    out = (h00 * values[seg] + h10 * h[:, None] * slopes[seg]
-           + h01 * values[seg + 1] + h11 * h[:, None] * slopes[seg + 1])
-    return out[:, 0], out[:, 1]
-
-
-def smooth_angles(angles: torch.Tensor, window: int) -> torch.Tensor:
-    """Centred moving average over time with edge replication (window 1 returns the input).
-
-    Args:
-        angles: [T, C].
-        window: frames averaged (even windows reach one frame further back than forward).
-
-    Returns:
-        [T, C].
-    """
-    if window <= 1 or angles.shape[0] < 2:
-        return angles
-    before, after = window // 2, (window - 1) // 2
-    padded = torch.cat([angles[:1].expand(before, -1), angles, angles[-1:].expand(after, -1)])
-    return padded.unfold(0, window, 1).mean(dim=-1)
-
-
-def _driving_cameras(spec: CameraSpec, driving_angles: torch.Tensor | None, num_frames: int, fps: float,
-                     driving_fps: float | None) -> torch.Tensor:
-    """``front_matrix`` of the (smoothed, re-timed, last-held) driving angles. [num_frames, 4, 4]"""
-    if driving_angles is None:
-        raise InputError("camera mode 'driving' needs the driving head angles (estimate them with "
-                         "nerffs.driving.estimate_driving)")
-    if driving_angles.ndim != 2 or driving_angles.shape[1] != 3 or driving_angles.shape[0] < 1:
-        raise InputError(f"driving angles must be [T, 3] with T >= 1, got {tuple(driving_angles.shape)}")
-    if not bool(torch.isfinite(driving_angles).all()):
-        raise InputError("driving angles contain NaN or infinite values")
-    return front_matrix(driving_angles_at_frames(smooth_angles(driving_angles, spec.smooth), num_frames, fps,
-                                                 driving_fps))
-
-
-def driving_angles_at_frames(angles: torch.Tensor, num_frames: int, fps: float,
-                             driving_fps: float | None) -> torch.Tensor:
-    """The driving pose shown at each output frame: [T_drive, 3] -> [num_frames, 3] (re-timed when
-    ``driving_fps`` is given, else frame t = driving frame t; the last pose is held)."""
-    frame = torch.arange(num_frames, dtype=torch.float64)
-    if driving_fps is not None:  # frame t shows the driving frame on screen at time t / fps
-        frame = torch.floor(frame * (driving_fps / fps) + 1e-9)
-    index = frame.long().clamp(max=angles.shape[0] - 1).to(angles.device)  # hold the last pose
-    if int(frame[-1]) >= angles.shape[0]:
-        logger.info("driving clip has %d poses for %d frames; holding its last pose", angles.shape[0], num_frames)
-    return angles[index]
-
-
-def _check_path_args(base_cam2world: torch.Tensor, num_frames: int, fps: float,
-                     driving_fps: float | None) -> None:
-    if base_cam2world.ndim != 3 or tuple(base_cam2world.shape) != (1, 4, 4):
-        raise InputError(f"base_cam2world must be [1, 4, 4], got {tuple(base_cam2world.shape)}")
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-        raise InputError(f"num_frames must be a whole number >= 1, got {num_frames!r}")
-    if not math.isfinite(fps) or fps <= 0:
-        raise InputError(f"fps must be > 0, got {fps}")
-    if driving_fps is not None and (not math.isfinite(driving_fps) or driving_fps <= 0):
-        raise InputError(f"driving_fps must be > 0, got {driving_fps}")
-
-
-def camera_path(spec: CameraSpec, base_cam2world: torch.Tensor, num_frames: int, fps: float = 25.0,
-                driving_angles: torch.Tensor | None = None, driving_fps: float | None = None) -> torch.Tensor:
-    """Per-frame cameras for a video (frame t is at time t / fps seconds).
-
-    Args:
-        spec: the camera mode and its parameters.
-        base_cam2world: [1, 4, 4] camera of the input photo (``front_matrix(input angles)``); unused by
-            ``"driving"`` apart from its dtype and device.
-        num_frames: frames in the video (N).
-        fps: video frame rate.
-        driving_angles: [T, 3] Deep3D Euler angles of the driving frames (``DrivingSequence.angles``), needed
-            by ``"driving"``. With fewer poses than frames the last pose is held; extra poses are unused.
-        driving_fps: frame rate of the driving clip; None pairs output frame t with driving frame t (as NFS
-            does), a rate re-times the clip so it plays at its own speed.
-
-    Returns:
-        [N, 4, 4] camera-to-world, dtype and device of ``base_cam2world``.
-    """
-    _check_path_args(base_cam2world, num_frames, fps, driving_fps)
-    times = torch.arange(num_frames, dtype=torch.float64) / fps
-    if spec.mode == "driving":
-        angles = None if driving_angles is None else driving_angles.to(base_cam2world)
-        cams = _driving_cameras(spec, angles, num_frames, fps, driving_fps)
-        yaw, pitch = torch.zeros(num_frames, dtype=torch.float64), torch.zeros(num_frames, dtype=torch.float64)
-    else:
-        cams = base_cam2world.expand(num_frames, 4, 4)
-        yaw, pitch = _mode_offsets(spec, times)
-    yaw, pitch = yaw + spec.yaw, pitch + spec.pitch
-    if bool((yaw != 0).any() or (pitch != 0).any()):
-        cams = orbit_offset(cams, yaw.to(cams), pitch.to(cams))
-    else:
-        cams = cams.clone()
-    _warn_outside_training(cams)
-    return cams
-
-
-def _mode_offsets(spec: CameraSpec, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame (yaw, pitch) offsets [N] of the modes that move around the base camera."""
-    if spec.mode == "orbit":
-        return orbit_offsets(spec, times)
-    if spec.mode == "keyframes":
-        return interpolate_keyframes(spec.keyframes, times)
-    return torch.zeros_like(times), torch.zeros_like(times)  # input, fixed: only the view offset
-
-
-def _warn_outside_training(cams: torch.Tensor) -> None:
-    """Log once when a camera leaves the range StyleNeRF was trained on (results degrade there)."""
-    yaw, pitch = yaw_pitch_from_cam2world(cams)
-    worst_yaw, worst_pitch = float(yaw.abs().max()), float(pitch.abs().max())
-    if worst_yaw > _TRAINING_RANGE[0] or worst_pitch > _TRAINING_RANGE[1]:
-        logger.warning("camera path reaches yaw %.2f / pitch %.2f rad, outside StyleNeRF's training views "
-                       "(about +-%.2f / +-%.2f); expect artefacts", worst_yaw, worst_pitch, *_TRAINING_RANGE)

@@ -12,7 +12,8 @@ Rendering (``MotionConfig.head_motion``):
   the ray deformation then turns the head while the shoulders stay (:func:`rotate_about_pivot`,
   :func:`turn_plane_points`);
 * ``'camera'``: the whole scene turns: every frame's camera is rotated about the origin by the inverse head
-  rotation (:func:`pose_cameras`), as the official video-driven mode does with driving poses.
+  rotation (:func:`nerffs.render.cameras.pose_cameras`), as the official video-driven mode does with driving
+  poses.
 
 Offsets are scaled by ``pose_scale``, clamped to ``max_angles`` (what the prior renders well) and smoothed.
 """
@@ -26,11 +27,10 @@ import torch
 
 from nerffs.errors import InputError
 from nerffs.face3d.bfm import compute_rotation
+from nerffs.render.cameras import smooth_angles, world_rotation
 
 POSES = ("none", "audio", "driving")
 HEAD_MOTIONS = ("deform", "camera")
-# Deep3D axes (x right, y up, z toward the viewer) -> world (+y, +z, +x) (spec-stylenerf 3.5).
-_AXES = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,7 @@ def prepare_pose(offsets: torch.Tensor, cfg: MotionConfig) -> torch.Tensor:
     """Scale, smooth and clamp raw offsets [T, 3] -> [T, 3] (zeros when the scale is 0)."""
     if offsets.ndim != 2 or offsets.shape[1] != 3:
         raise InputError(f"pose offsets must be [T, 3] (pitch, yaw, roll), got {tuple(offsets.shape)}")
-    x = offsets.to(torch.float32) * cfg.pose_scale
-    if cfg.pose_smooth > 1 and x.shape[0] > 1:
-        before, after = cfg.pose_smooth // 2, (cfg.pose_smooth - 1) // 2
-        padded = torch.cat([x[:1].expand(before, -1), x, x[-1:].expand(after, -1)])
-        x = padded.unfold(0, cfg.pose_smooth, 1).mean(dim=-1)
+    x = smooth_angles(offsets.to(torch.float32) * cfg.pose_scale, cfg.pose_smooth)
     limit = torch.tensor(cfg.max_angles, dtype=x.dtype, device=x.device)
     return torch.maximum(torch.minimum(x, limit), -limit)
 
@@ -139,28 +135,6 @@ def _stress_peaks(env: np.ndarray, fps: float) -> list[tuple[int, float]]:
             chosen.append(i)
     top = max((smooth[i] for i in chosen), default=1.0)
     return [(i, float(smooth[i] / top)) for i in sorted(chosen)]
-
-
-def world_rotation(offsets: torch.Tensor) -> torch.Tensor:
-    """[T, 3] Deep3D angle offsets -> [T, 3, 3] the same head rotation in world axes (column vectors)."""
-    o = _AXES.to(offsets)
-    return o @ compute_rotation(offsets).transpose(1, 2) @ o.T
-
-
-def pose_cameras(cams: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """'camera' head motion: rotate every camera about the origin by the inverse head rotation.
-
-    A head turned by R seen from a fixed camera looks like the unturned head seen from a camera turned by
-    R^-1; this is ``front_matrix(a) @ front_matrix(0)^-1`` applied to each camera. cams [T, 4, 4] -> [T, 4, 4].
-    """
-    if cams.shape[0] != offsets.shape[0]:
-        raise InputError(f"{offsets.shape[0]} head poses for {cams.shape[0]} cameras")
-    o = _AXES.to(cams)
-    turn = o @ compute_rotation(offsets.to(cams)) @ o.T            # R(a)^T in world axes
-    out = cams.clone()
-    out[:, :3, :3] = turn @ cams[:, :3, :3]
-    out[:, :3, 3] = (turn @ cams[:, :3, 3:]).squeeze(-1)
-    return out
 
 
 def rotate_about_pivot(verts: torch.Tensor, offsets: torch.Tensor, pivot: torch.Tensor) -> torch.Tensor:

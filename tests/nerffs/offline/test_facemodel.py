@@ -7,10 +7,10 @@ import numpy as np
 import torch
 
 from nerffs.face3d.coeffs import FaceCoeffs
-from nerffs.face3d.pose import front_matrix
 from nerffs.face3d.recon import preprocess_generator_image
 from nerffs.offline.facemodel import portrait_face_model, subdivide
 from nerffs.offline.geometry import EXP_CHANNELS, world_to_ndc
+from nerffs.render.cameras import front_matrix
 from stylenerf.camera import camera_from_angles
 
 

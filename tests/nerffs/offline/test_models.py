@@ -110,7 +110,7 @@ def test_region_of_change_equals_the_full_pass_on_the_offline_field(personal):
 
     import torch
 
-    from nerffs.face3d.pose import front_matrix
+    from stylenerf.camera import frontal_camera
     from nerffs.talking.loop import FrameRenderer, LoopConfig, prepare_reference
 
     g = personal.generator
@@ -122,7 +122,7 @@ def test_region_of_change_equals_the_full_pass_on_the_offline_field(personal):
     images = []
     for roc in (False, True):
         renderer = FrameRenderer(personal, ref, dataclasses.replace(cfg, region_of_change=roc))
-        cam = front_matrix(None)
+        cam = frontal_camera(1)
         with torch.inference_mode():
             images.append(torch.cat([renderer.render(exp[i:i + 1], cam) for i in range(4)]))
     assert float((images[0] - images[1]).abs().max()) <= 1e-4

@@ -1,4 +1,4 @@
-"""Head pose -> StyleNeRF camera (spec-stylenerf.md 3.2, 3.5)."""
+"""The method's camera geometry: Deep3D head pose -> StyleNeRF camera, orbit angles (spec-stylenerf.md 3.2, 3.5)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from nerffs.face3d.bfm import compute_rotation
-from nerffs.face3d.pose import (front_matrix, front_matrix_from_rotation, look_at, orbit_camera, orbit_offset,
-                                yaw_pitch_from_cam2world)
+from nerffs.render.cameras import (front_matrix, front_matrix_from_rotation, orbit_offset, pose_cameras,
+                                   world_rotation, yaw_pitch_from_cam2world)
+from stylenerf.camera import camera_from_angles, frontal_camera, look_at
 
 F64 = torch.float64
 
@@ -22,6 +23,11 @@ def _assert_proper_rigid(cam2world: torch.Tensor) -> None:
     torch.testing.assert_close(cam2world[:, 3], bottom)
 
 
+def _at_orbit_angles(yaw: torch.Tensor, pitch: torch.Tensor | float) -> torch.Tensor:
+    """The backbone's camera at orbit angles (elevation pitch = pi/2 - polar), float32."""
+    return camera_from_angles(yaw, math.pi / 2 - torch.as_tensor(pitch, dtype=torch.float32))
+
+
 def _roll(cam2world: torch.Tensor) -> torch.Tensor:
     """[B] angle of the camera x axis in the sphere's tangent frame (e_yaw, e_pitch) at the camera centre."""
     yaw, pitch = yaw_pitch_from_cam2world(cam2world)
@@ -32,14 +38,13 @@ def _roll(cam2world: torch.Tensor) -> torch.Tensor:
     return torch.atan2((x_axis * e_pitch).sum(-1), (x_axis * e_yaw).sum(-1))
 
 
-def test_frontal_camera_is_axis_map_and_look_at():
-    front = front_matrix(None, batch=2, dtype=F64)
+def test_zero_pose_is_axis_map_and_the_frontal_camera():
+    front = front_matrix(torch.zeros(2, 3, dtype=F64))
     expected_rot = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=F64)
-    torch.testing.assert_close(front[:, :3, :3], expected_rot.expand(2, 3, 3))
-    torch.testing.assert_close(front[:, :3, 3], torch.tensor([[1.0, 0.0, 0.0]] * 2, dtype=F64))
+    assert torch.equal(front[:, :3, :3], expected_rot.expand(2, 3, 3))
+    assert torch.equal(front[:, :3, 3], torch.tensor([[1.0, 0.0, 0.0]] * 2, dtype=F64))
     torch.testing.assert_close(front, look_at(torch.tensor([[1.0, 0.0, 0.0]] * 2, dtype=F64)))
-    torch.testing.assert_close(front_matrix(torch.zeros(2, 3, dtype=F64)), front)
-    torch.testing.assert_close(orbit_camera(torch.zeros(2, dtype=F64), 0.0), front)
+    torch.testing.assert_close(front.float(), frontal_camera(2), atol=1e-7, rtol=0)
 
 
 def test_spec_examples_yaw_and_pitch():
@@ -61,7 +66,7 @@ def test_rotation_block_is_axis_map_times_deep3d_rotation():
 def test_matrices_are_orthonormal_and_look_at_origin():
     angles = 0.6 * (torch.rand(16, 3, dtype=F64) - 0.5)
     for cam in (front_matrix(angles), orbit_offset(front_matrix(angles), 0.4, -0.2),
-                orbit_camera(torch.linspace(-1, 1, 16, dtype=F64), 0.3, radius=2.7)):
+                pose_cameras(front_matrix(angles), angles.flip(0))):
         _assert_proper_rigid(cam)
         centre = cam[:, :3, 3]
         view_dir = -cam[:, :3, 2]                                      # the camera looks along its -z
@@ -77,11 +82,13 @@ def test_deep3d_yaw_and_pitch_map_to_camera_orbit_angles():
 
 
 def test_yaw_pitch_round_trip():
-    yaw = torch.tensor([-1.2, -0.3, 0.0, 0.5, 2.0], dtype=F64)
-    pitch = torch.tensor([0.4, -0.7, 0.0, 1.2, -0.1], dtype=F64)
-    got_yaw, got_pitch = yaw_pitch_from_cam2world(orbit_camera(yaw, pitch, radius=1.0))
-    torch.testing.assert_close(got_yaw, yaw)
-    torch.testing.assert_close(got_pitch, pitch)
+    yaw = torch.tensor([-1.2, -0.3, 0.0, 0.5, 2.0])
+    pitch = torch.tensor([0.4, -0.7, 0.0, 1.2, -0.1])
+    got_yaw, got_pitch = yaw_pitch_from_cam2world(_at_orbit_angles(yaw, pitch))
+    torch.testing.assert_close(got_yaw, yaw, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_pitch, pitch, atol=1e-6, rtol=0)
+    got_yaw, got_pitch = yaw_pitch_from_cam2world(camera_from_angles(yaw, math.pi / 2 - pitch, radius=2.7))
+    torch.testing.assert_close(got_pitch, pitch, atol=1e-6, rtol=0)
 
 
 def test_orbit_offset_composes_on_estimated_pose():
@@ -98,10 +105,18 @@ def test_orbit_offset_composes_on_estimated_pose():
     torch.testing.assert_close(orbit_offset(base, 0.0, 0.0), base)
 
 
-def test_orbit_offset_of_frontal_equals_orbit_camera():
-    front = front_matrix(None, batch=3, dtype=F64)
-    yaw, pitch = torch.tensor([0.3, -0.5, 1.0], dtype=F64), torch.tensor([0.2, 0.1, -0.4], dtype=F64)
-    torch.testing.assert_close(orbit_offset(front, yaw, pitch), orbit_camera(yaw, pitch))
+def test_orbit_offset_of_frontal_equals_the_backbone_camera_at_those_angles():
+    yaw, pitch = torch.tensor([0.3, -0.5, 1.0]), torch.tensor([0.2, 0.1, -0.4])
+    torch.testing.assert_close(orbit_offset(frontal_camera(3), yaw, pitch), _at_orbit_angles(yaw, pitch),
+                               atol=1e-6, rtol=0)
+
+
+def test_pose_cameras_turn_by_the_inverse_head_rotation():
+    offsets = torch.tensor([[0.1, -0.2, 0.05], [0.0, 0.3, 0.0]], dtype=F64)
+    front = front_matrix(torch.zeros(2, 3, dtype=F64))
+    turned = pose_cameras(front, offsets)
+    torch.testing.assert_close(turned, front_matrix(offsets))            # front_matrix(a) @ front_matrix(0)^-1
+    torch.testing.assert_close(turned[:, :3, :3], world_rotation(offsets).transpose(1, 2) @ front[:, :3, :3])
 
 
 def test_bad_shapes_and_degenerate_look_at_raise():
@@ -110,7 +125,7 @@ def test_bad_shapes_and_degenerate_look_at_raise():
     with pytest.raises(ValueError, match=r"angle must have shape \[B, 3\]"):
         front_matrix(torch.zeros(3))
     with pytest.raises(ValueError, match="parallel to 'up'"):
-        look_at(torch.tensor([[0.0, 0.0, 2.0]]))
+        look_at(torch.tensor([[0.0, 0.0, 2.0]]))  # the backbone's look_at, the project's only one
 
 
 def test_float32_default_and_gradients_flow():

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from nerffs.errors import InputError
-from nerffs.face3d.pose import front_matrix, yaw_pitch_from_cam2world
-from nerffs.render.cameras import CameraSpec, camera_path, interpolate_keyframes, smooth_angles
+from nerffs.render.cameras import (CameraSpec, camera_path, front_matrix, interpolate_keyframes, smooth_angles,
+                                   yaw_pitch_from_cam2world)
 
 FPS = 25.0
 

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from nerffs.errors import InputError
-from nerffs.face3d.pose import front_matrix, yaw_pitch_from_cam2world
-from nerffs.talking.headpose import (MotionConfig, pose_cameras, prepare_pose, procedural_pose, rotate_about_pivot,
-                                     turn_plane_points, world_rotation)
+from nerffs.render.cameras import front_matrix, pose_cameras, world_rotation, yaw_pitch_from_cam2world
+from nerffs.talking.headpose import MotionConfig, prepare_pose, procedural_pose, rotate_about_pivot, turn_plane_points
 
 
 def test_prepare_pose_scales_smooths_and_clamps():
@@ -52,7 +51,7 @@ def test_roll_turns_plane_points_about_the_pivot():
 
 
 def test_camera_mode_is_the_inverse_turn_of_the_camera():
-    base = front_matrix(None).expand(3, 4, 4)
+    base = front_matrix(torch.zeros(3, 3))
     pose = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.2, 0.0], [0.15, 0.0, 0.0]])
     cams = pose_cameras(base, pose)
     assert torch.allclose(cams[0], base[0], atol=1e-6)
@@ -99,5 +98,5 @@ def test_pose_scale_zero_is_identical_to_no_pose(tmp_path):
     assert not np.array_equal(read_frames(still.video), read_frames(moving.video))
     camera = pipe(example_photo(), speech, tmp_path / "cam.mp4", show_progress=False, pose="audio", pose_scale=3,
                   head_motion="camera")
-    turn = front_matrix(moving.pose) @ torch.linalg.inv(front_matrix(None))
+    turn = front_matrix(moving.pose) @ torch.linalg.inv(front_matrix(torch.zeros(1, 3)))
     assert torch.allclose(camera.cams, turn @ still.cams, atol=1e-5)

@@ -8,13 +8,12 @@ import torch
 
 from nerffs.deform.rays import ControlPointDeformer
 from nerffs.face3d.coeffs import FaceCoeffs
-from nerffs.face3d.pose import front_matrix
 from nerffs.models import smoke_models
 from nerffs.talking.blend import TemporalMaskSmoother, blend_features
 from nerffs.talking.controls import ControlPoints
 from nerffs.talking.loop import FrameRenderer, LoopConfig, prepare_reference, render_frames
 from nerffs.preprocess.image import from_tensor
-from stylenerf.camera import camera_from_angles
+from stylenerf.camera import camera_from_angles, frontal_camera
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def test_zero_displacement_and_closed_mask_give_the_plain_render(setup):
     models, ref, cfg, _, _ = setup
     g = models.talking.generator
     renderer = FrameRenderer(models.talking, ref, cfg)
-    cam = front_matrix(None)
+    cam = frontal_camera(1)
     with torch.inference_mode():
         exp0 = ref.coeffs.exp  # the reference expression: driven control points equal the reference
         torch.testing.assert_close(renderer.driven_controls(exp0), ref.controls.ref)
@@ -105,7 +104,7 @@ def test_known_displacement_equals_translated_camera(setup):
     d = torch.tensor([0.01, -0.006])
     refs = ref.controls.ref
     deformer = ControlPointDeformer(refs, refs - d)  # delta = ref - pred = d everywhere
-    cam = front_matrix(None)
+    cam = frontal_camera(1)
     moved = cam.clone()
     moved[:, 1:3, 3] += d
     kw = dict(bg_latent=ref.bg_latent, freeze_bg=True, depths=ref.depths, bg_feat=ref.bg_feat)
@@ -121,7 +120,7 @@ def test_official_deform_mode_runs_and_matches_world_mode_on_frontal_camera(setu
     models, ref, cfg, exp, _ = setup
     off_cfg = dataclasses.replace(cfg, deform_mode="official")
     ref_off = prepare_reference(models.talking, ref.ws, ref.bg_latent, off_cfg)
-    cams = front_matrix(None, batch=2)
+    cams = frontal_camera(2)
     a = list(render_frames(models.talking, ref, exp[:2], cams, cfg, show_progress=False))
     b = list(render_frames(models.talking, ref_off, exp[:2], cams, off_cfg, show_progress=False))
     for x, y in zip(a, b):

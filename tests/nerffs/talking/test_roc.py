@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
-from nerffs.face3d.pose import front_matrix
 from nerffs.models import smoke_models
 from nerffs.talking.loop import FrameRenderer, LoopConfig, prepare_reference
 from stylenerf import Generator, get_preset
-from stylenerf.camera import camera_from_angles
+from stylenerf.camera import camera_from_angles, frontal_camera
 from stylenerf.config import tiny_config
 
 
@@ -46,7 +45,7 @@ def test_fixed_camera_frames_equal_the_full_pass(resolution):
     ref = _reference(models, cfg)
     exp = torch.randn(5, 64, generator=torch.Generator().manual_seed(1)) * 2.0
     exp[2] = ref.coeffs.exp[0]                                  # a frame with nothing moving
-    cams = front_matrix(None).expand(5, 4, 4)
+    cams = frontal_camera(5)
     full, roc = _both_paths(models, ref, cfg, exp, cams)
     assert float((full - roc).abs().max()) <= 1e-4
     assert float((full[1] - full[0]).abs().max()) > 1e-3        # frames differ: the test sees real changes
@@ -102,7 +101,7 @@ def test_ffhq512_architecture_frames_equal_the_full_pass():
     cfg = LoopConfig(batch_size=1, mask_window=3)
     ref = _reference(models, cfg)
     exp = torch.randn(3, 64, generator=torch.Generator().manual_seed(3)) * 2.0
-    full, roc = _both_paths(models, ref, cfg, exp, front_matrix(None).expand(3, 4, 4))
+    full, roc = _both_paths(models, ref, cfg, exp, frontal_camera(3))
     assert float((full - roc).abs().max()) <= 1e-4
 
 
@@ -149,7 +148,7 @@ def test_mouth_window_frames_stay_close_to_the_full_pass():
     cfg = LoopConfig(batch_size=1, mask_window=3, blend_size=256)
     ref = _reference(models, cfg)
     exp = torch.randn(6, 64, generator=torch.Generator().manual_seed(3))
-    cams = front_matrix(None).expand(6, 4, 4)
+    cams = frontal_camera(6)
     out = {}
     for window in (False, True):
         renderer = FrameRenderer(models.talking, ref, dataclasses.replace(cfg, mouth_window=window))
