@@ -22,6 +22,7 @@ original frames). FID uses few frames here, so it is noisy; it is not comparable
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -45,6 +46,7 @@ from nerffs.pipeline import TalkingHeadPipeline
 from nerffs.preprocess.image import load_image
 from nerffs.render.video import read_video
 from nerffs.utils.cli import error_line
+from nerffs.utils.device import process_device
 from nerffs.utils.io import atomic_path, atomic_write_text
 from nerffs.utils.logging import progress
 from nerffs.utils.shard import shard_info
@@ -82,6 +84,7 @@ class EvalConfig:
     arcface_path: Path | None = None
     syncnet_path: Path | None = None
     device: str = "cpu"
+    """'cpu', 'cuda' (under torchrun: each process its ``cuda:$LOCAL_RANK``) or 'cuda:N'; checked first."""
     rank: int | None = None
     """Shard index; None reads ``$RANK`` (0 when unset)."""
     world_size: int | None = None
@@ -311,6 +314,7 @@ def _evaluate_all(evaluator: "Evaluator", todo: list[Sample], cfg: EvalConfig, r
 def run_evaluation(listing: str | os.PathLike | list[Sample], cfg: EvalConfig, pipeline=None) -> EvalResult:
     """Evaluate this rank's shard of the listing (skipping finished samples, retrying failed ones); rank 0
     then merges all."""
+    cfg = dataclasses.replace(cfg, device=str(process_device(cfg.device)))  # before anything is read or built
     samples = read_listing(listing) if not isinstance(listing, list) else listing
     rank, world = shard_info(cfg.rank, cfg.world_size)
     mine = [s for i, s in enumerate(samples) if i % world == rank]

@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import platform
 import sys
 from pathlib import Path
 
 import torch
+
+from nerffs.utils.cli import run_cli
+from nerffs.utils.io import atomic_write_text
 
 SUITES = ("generator", "audio", "face_prep", "face3d", "talking", "inversion", "loop", "offline", "views")
 
@@ -68,22 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
     suites = list(SUITES) if ns.suite == "all" else [s.strip() for s in ns.suite.split(",") if s.strip()]
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         print(f"error: unknown suite(s) {unknown}; choose from {', '.join(SUITES)} or 'all'", file=sys.stderr)
         return 2
+    return run_cli(lambda: _report(ns, suites), quiet=True)
+
+
+def _report(ns: argparse.Namespace, suites: list[str]) -> None:
+    """Run the suites, print the JSON report and save it to ``--out``."""
     if ns.threads:
         torch.set_num_threads(ns.threads)
     report = run_benchmarks(suites, tuple(ns.presets.split(",")), ns.device, ns.repeats, ns.weights, ns.frames)
     text = json.dumps(report, indent=2)
     print(text)
     if ns.out is not None:
-        from nerffs.utils.io import atomic_write_text
-
         atomic_write_text(ns.out, text + "\n")
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ exit status 1.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+
+from nerffs.utils.cli import run_cli
+from stylenerf.io import convert_official_pickle
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,19 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the converter; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    from stylenerf.io import convert_official_pickle  # torch import only when working
-
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    from nerffs.utils.cli import run_command
-
-    def body() -> int:
-        print(convert_official_pickle(args.pkl, args.out, sources_dir=args.dump_sources))
-        return 0
-
     # FileNotFoundError/OSError, LegacyFormatError (ValueError), UnsafePickleError (UnpicklingError) and
     # GeneratorCheckpointError all print one line; Ctrl-C prints "interrupted" (exit 130).
-    return run_command(body)
+    return run_cli(lambda: print(convert_official_pickle(args.pkl, args.out, sources_dir=args.dump_sources)),
+                   quiet=args.quiet)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Fetch, verify, convert and check the pretrained weights (thin wrapper over ``nerffs.weights``).
+"""Fetch, verify, convert and check the pretrained weights (thin CLI over ``nerffs.weights.manage``).
 
 Usage::
 
@@ -15,9 +15,12 @@ Exit status: 0 success, 1 an asset failed (or --check found a corrupt or changed
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
+
+from nerffs.errors import InputError
+from nerffs.utils.cli import print_error, run_cli
+from nerffs.weights.manage import WeightsJob, asset_table, manage_weights, select_assets
 
 EPILOG = """\
 The weights directory is --dir, else $NERFFS_WEIGHTS, else ~/.cache/nerffs/weights; every asset has a fixed
@@ -78,165 +81,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _feature_defaults(args: argparse.Namespace) -> list[str]:
-    """For downloads: each --feature's default asset, unless some asset providing it is already present."""
-    from nerffs.weights import DEFAULT_PROVIDERS, REGISTRY, check_asset, names_for_features
-
-    out = []
-    for feature in args.feature:
-        providers = names_for_features([feature])
-        if not any(check_asset(REGISTRY[n], args.dir, verify_hash=False).usable for n in providers):
-            out.append(DEFAULT_PROVIDERS[feature])
-    return out
-
-
-def _select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """Registry names from NAMES / 'all' / --feature (usage errors exit 2)."""
-    from nerffs.errors import InputError
-    from nerffs.weights import REGISTRY, lookup, names_for_features
-
-    names = list(REGISTRY) if "all" in args.names else list(args.names)
+def job_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> WeightsJob:
+    """The run the arguments ask for; usage errors (unknown names, bad numbers, nothing to do) exit 2."""
     try:
-        for name in [*names, *args.accept, *(n for n in args.forget if n != "all")]:
-            lookup(name)
-        providers = names_for_features(args.feature)
+        names = select_assets(args.names, args.feature, check=args.check, root=args.dir,
+                              also_known=[*args.accept, *(n for n in args.forget if n != "all")])
     except InputError as exc:
         parser.error(str(exc))
-    names += providers if args.check else _feature_defaults(args)
-    return list(dict.fromkeys(names))
-
-
-def _print_list() -> None:
-    from nerffs.weights import DEFAULT_PROVIDERS, REGISTRY
-
-    defaults = set(DEFAULT_PROVIDERS.values())
-    print(f"{'NAME':<24} {'SIZE':>10} {'SOURCE':<7} {'LICENCE':<8} {'FEATURES':<18} FILE")
-    for a in REGISTRY.values():
-        size = f"{a.size / 1e6:.1f} MB" if a.size else "?"
-        name = a.name + ("*" if a.name in defaults else "")
-        print(f"{name:<24} {size:>10} {'url' if a.urls else 'manual':<7} "
-              f"{'accept' if a.needs_acceptance else 'open':<8} {','.join(a.features):<18} {a.filename}")
-    print("\n* default asset of its features (--feature). LICENCE 'accept': needs --accept-licence NAME. "
-          "SOURCE 'manual': obtain by hand (the download prints how).")
-
-
-def _run_check(args: argparse.Namespace, names: list[str]) -> int:
-    from nerffs.weights import FEATURES, available_features, check, ledger_path, weights_dir
-
-    statuses = check(args.dir, verify_hash=not args.no_verify, names=names or None, record_new=not args.no_verify)
-    print(f"weights directory: {weights_dir(args.dir)}")
-    print(f"{'NAME':<24} {'STATE':<8} {'FEATURES':<18} PATH")
-    for s in statuses:
-        print(f"{s.name:<24} {s.state:<8} {','.join(s.features):<18} {s.path}")
-    for s in statuses:
-        if s.state != "valid":
-            print(f"  {s.name}: {s.detail}")
-    for s in statuses:
-        if s.newly_recorded:
-            print(f"{s.name}: sha256 {s.sha256} recorded in {ledger_path(args.dir)} (first check)")
-    features = available_features(statuses)
-    print("available features: " + (", ".join(f for f, ok in features.items() if ok) or "none"))
-    for feature, ok in features.items():
-        if not ok:
-            print(f"  unavailable: {feature} ({FEATURES.get(feature, '')})")
-    named = set() if "all" in args.names else set(args.names)
-    failed = [s.name for s in statuses
-              if s.state in ("corrupt", "changed") or (s.name in named and s.state == "missing")]
-    failed += [f for f in args.feature if not features.get(f, False)]
-    return 1 if failed else 0
-
-
-def _error(exc: BaseException) -> None:
-    text = str(exc).strip()
-    print(f"error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
-
-
-def _fetch_and_convert(args: argparse.Namespace, names: list[str]) -> int:
-    from nerffs.errors import NerffsError
-    from nerffs.weights import REGISTRY, convert, download, ledger_path, read_ledger
-
-    status = 0
-    for name in names:
-        try:
-            known = read_ledger(args.dir).get(REGISTRY[name].filename)
-            path = download(name, args.dir, accept_licences=args.accept, mirrors=args.mirror, timeout=args.timeout,
-                            show_progress=not args.quiet, retries=args.retries, force=args.force)
-            entry = read_ledger(args.dir).get(REGISTRY[name].filename)
-            print(f"{name}: {path}")
-            if entry is not None:
-                how = (f"matches the one recorded {known.recorded}" if known is not None
-                       else f"recorded in {ledger_path(args.dir)}")
-                print(f"{name}: sha256 {entry.sha256} ({how})")
-            if args.convert:
-                converted = convert(name, args.dir, force=args.force)
-                print(f"{name}: converted -> {converted}" if converted else f"{name}: used as it is")
-        except (NerffsError, OSError) as exc:
-            _error(exc)
-            status = 1
-    return status
-
-
-def _convert_present(args: argparse.Namespace) -> int:
-    from nerffs.errors import NerffsError
-    from nerffs.weights import REGISTRY, asset_path, convert
-
-    status = 0
-    for name in REGISTRY:
-        if not asset_path(name, args.dir).is_file():
-            continue
-        try:
-            converted = convert(name, args.dir, force=args.force)
-            print(f"{name}: converted -> {converted}" if converted else f"{name}: used as it is")
-        except (NerffsError, OSError) as exc:
-            _error(exc)
-            status = 1
-    return status
-
-
-def _forget(args: argparse.Namespace) -> None:
-    from nerffs.weights import REGISTRY, forget, ledger_path
-
-    assets = list(REGISTRY.values()) if "all" in args.forget else [REGISTRY[n] for n in args.forget]
-    dropped = forget(assets, args.dir)
-    for asset in assets:
-        state = "dropped" if asset.name in dropped else "had no record"
-        print(f"{asset.name}: recorded sha256 {state} ({ledger_path(args.dir)})")
+    if args.retries < 0 or args.timeout <= 0:
+        parser.error("--retries must be >= 0 and --timeout > 0")
+    if not (names or args.check or args.convert or args.forget):
+        parser.error("nothing to do: name assets (or 'all', or --feature F), or use --check / --list / "
+                     "--convert / --forget-checksum")
+    return WeightsJob(names=names, named=list(args.names), features=list(args.feature), root=args.dir,
+                      accept=list(args.accept), mirrors=list(args.mirror), forget=list(args.forget),
+                      check=args.check, verify=not args.no_verify, convert=args.convert, force=args.force,
+                      timeout=args.timeout, retries=args.retries, show_progress=not args.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the tool; returns the process exit status (0 ok, 1 an asset failed, 2 usage, 130 Ctrl-C: a download
     keeps its ``.part`` file and resumes next time)."""
-    from nerffs.utils.cli import run_command
-
-    return run_command(lambda: _main(argv))
-
-
-def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.list:
-        _print_list()
+        print("\n".join(asset_table()))
         return 0
-    from nerffs.errors import NerffsError
-
-    try:  # the checksum ledger may be unreadable: one line, no traceback
-        names = _select(args, parser)
-        if args.retries < 0 or args.timeout <= 0:
-            parser.error("--retries must be >= 0 and --timeout > 0")
-        if not (names or args.check or args.convert or args.forget):
-            parser.error("nothing to do: name assets (or 'all', or --feature F), or use --check / --list / "
-                         "--convert / --forget-checksum")
-        if args.forget:
-            _forget(args)
-        if args.check:
-            return _run_check(args, names)
-        if not names and args.convert:
-            return _convert_present(args)
-        return _fetch_and_convert(args, names) if names else 0
-    except NerffsError as exc:
-        _error(exc)
-        return 1
+    # selecting --feature defaults looks at the directory (its checksum ledger may be unreadable: one line)
+    return run_cli(lambda: manage_weights(job_from_args(args, parser), print, print_error), quiet=args.quiet,
+                   log_format="%(message)s")
 
 
 if __name__ == "__main__":

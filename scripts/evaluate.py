@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 
-from nerffs.utils.cli import run_command
+from nerffs.evaluate import EvalConfig, run_evaluation
+from nerffs.utils.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,24 +55,14 @@ def _options(items: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    return run_command(lambda: _evaluate(ns))
+    return run_cli(lambda: _evaluate(ns), quiet=ns.quiet)
 
 
 def _evaluate(ns: argparse.Namespace) -> int:
-    from nerffs.evaluate import EvalConfig, run_evaluation
-
-    device = ns.device
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
-    from nerffs.utils.device import check_device
-
-    check_device(device)
     cfg = EvalConfig(out_dir=ns.out, weights=ns.weights, seed=ns.seed, max_frames=ns.max_frames,
-                     flip=not ns.no_flip, pipeline_options=_options(ns.option), device=device,
+                     flip=not ns.no_flip, pipeline_options=_options(ns.option), device=ns.device,
                      show_progress=not ns.quiet)
-    result = run_evaluation(ns.listing, cfg)
+    result = run_evaluation(ns.listing, cfg)  # under torchrun, --device cuda is each process's cuda:$LOCAL_RANK
     for path in result.files:
         print(path)
     if result.failed:

@@ -12,9 +12,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
+
+from nerffs.lipaint.train import PRESETS, TrainConfig, train
+from nerffs.utils.cli import run_cli
 
 # CLI flag -> TrainConfig field, for the optional overrides (None = keep the preset's value).
 OVERRIDES = {"iterations": int, "batch": int, "lr": float, "ckpt_every": int, "sample_every": int,
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.train_lipaint", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--preset", default="official", choices=("official", "smoke"),
+    p.add_argument("--preset", default="official", choices=PRESETS.names(),
                    help="official: Adam 1e-5, batch 8, 300k iterations; smoke: random tiny models, a few CPU steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -38,20 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from nerffs.lipaint.train import TrainConfig, train
-
     overrides = {k: getattr(ns, k) for k in OVERRIDES if getattr(ns, k) is not None}
     if ns.quiet:
         overrides["progress"] = False
-
-    def body() -> int:
-        print(train(TrainConfig.preset(ns.preset, **overrides), ns.out, resume=ns.resume))
-        return 0
-
-    from nerffs.utils.cli import run_command
-
-    return run_command(body)  # one line for the user, no stack trace; Ctrl-C: "interrupted", 130
+    return run_cli(lambda: print(train(TrainConfig.preset(ns.preset, **overrides), ns.out, resume=ns.resume)))
 
 
 if __name__ == "__main__":

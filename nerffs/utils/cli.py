@@ -4,10 +4,13 @@
 * ``fresh_line()``: closes live progress bars, so the next message starts at the beginning of a line;
 * ``run_command(body)``: runs a CLI's work and turns the ways it can end into an exit status: 0, 1 with one
   ``error:`` line, or 130 with ``interrupted`` on Ctrl-C (every output is written atomically, so an
-  interrupted run leaves no half-written file behind).
+  interrupted run leaves no half-written file behind);
+* ``run_cli(body, quiet=...)``: a script's ``main`` after parsing: logging to stderr, then ``run_command``;
+* ``print_error(exc)``: the ``error:`` line of a failure a CLI reports and goes on from (one asset of many).
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -20,6 +23,9 @@ from nerffs.errors import NerffsError
 
 # Errors whose message is written for the user; anything else also shows its type.
 USER_ERRORS = (NerffsError, ValueError, OSError, RuntimeError, pickle.UnpicklingError)
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""How CLIs log to stderr."""
 
 EXIT_INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
@@ -52,6 +58,18 @@ def _print_stderr(text: str) -> None:
     fresh_line()
     sys.stderr.flush()
     print(text, file=sys.stderr, flush=True)
+
+
+def print_error(exc: BaseException) -> None:
+    """Print ``error_line(exc)`` on a line of its own on stderr, for a failure a CLI reports and goes on from."""
+    _print_stderr(error_line(exc))
+
+
+def run_cli(body: Callable[[], int | None], *, quiet: bool = False, log_format: str = LOG_FORMAT) -> int:
+    """A script's ``main`` once its arguments are parsed: log to stderr (INFO, or WARNING when ``quiet``), then
+    run ``body`` through :func:`run_command` and return the exit status."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format=log_format)
+    return run_command(body)
 
 
 def run_command(body: Callable[[], int | None]) -> int:
@@ -100,7 +118,7 @@ def run_command(body: Callable[[], int | None]) -> int:
             reported.set()
             _print_stderr("interrupted")
             return EXIT_INTERRUPTED
-        _print_stderr(error_line(exc))
+        print_error(exc)
         return 1
     finally:
         reported.set()

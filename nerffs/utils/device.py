@@ -1,6 +1,8 @@
 """The torch device a user asked for, checked before any model is built (one-line errors, no assertions)."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from nerffs.errors import InputError
@@ -34,3 +36,15 @@ def check_device(device: str | torch.device) -> torch.device:
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise InputError(f"device {str(device)!r} is not supported; use 'cpu' or 'cuda'")
     return dev
+
+
+def process_device(device: str | torch.device) -> torch.device:
+    """The checked device of this process: a bare ``'cuda'`` under torchrun (``$LOCAL_RANK`` set) is the
+    process's own GPU ``cuda:$LOCAL_RANK``; anything else as :func:`check_device` gives it.
+
+    Raises:
+        InputError: see :func:`check_device`.
+    """
+    if str(device) == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    return check_device(device)
