@@ -59,7 +59,8 @@ class InvertArgs:
 def _load_generator(args: InvertArgs):
     """(generator, base-weights id) from --weights, or a random --preset generator (smoke output)."""
     from stylenerf import Generator, get_preset
-    from stylenerf.io import file_sha256, load_generator
+    from nerffs.utils.io import file_sha256
+    from stylenerf.io import load_generator
 
     if args.weights is None:
         log.warning("SMOKE OUTPUT: generator preset %r with random weights (no --weights given)", args.preset)

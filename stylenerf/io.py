@@ -12,8 +12,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import torch
 
 from stylenerf.config import GeneratorConfig
 from stylenerf.legacy import config_from_official, describe_mismatch, read_official_pickle
+from torch_utils.files import atomic_path, atomic_write_text, file_sha256, save_safetensors
 
 if TYPE_CHECKING:
     from stylenerf.generator import Generator
@@ -41,31 +41,10 @@ class GeneratorCheckpointError(RuntimeError):
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def converted_dir_for(pkl_path: str | os.PathLike) -> Path:
     """Default output directory of ``convert_official_pickle``: ``<dir>/<stem>.converted``."""
     p = Path(pkl_path)
     return p.with_name(p.stem + ".converted")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same directory and ``os.replace`` it into place."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -87,17 +66,13 @@ def save_generator(cfg: GeneratorConfig, state_dict: Mapping[str, torch.Tensor],
     Returns:
         ``out_dir`` as a Path.
     """
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # Own, contiguous CPU copies: safetensors refuses tensors that share storage.
-    tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
     header.update({k: str(v) for k, v in (metadata or {}).items()})
-    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata=header))
-    _atomic_write(out / CONFIG_NAME, cfg.to_json)
-    LOG.info("saved generator (%d tensors, %d px) to %s", len(tensors), cfg.img_resolution, out)
+    save_safetensors(out / WEIGHTS_NAME, state_dict, metadata=header)
+    with atomic_path(out / CONFIG_NAME) as tmp:
+        cfg.to_json(tmp)
+    LOG.info("saved generator (%d tensors, %d px) to %s", len(state_dict), cfg.img_resolution, out)
     return out
 
 
@@ -237,9 +212,9 @@ def dump_module_sources(sources: Mapping[str, str], out_dir: str | os.PathLike) 
     for class_name, text in sorted(sources.items()):
         name = f"module_{hashlib.sha256(text.encode()).hexdigest()[:12]}.py.txt"
         if name not in index.values():
-            _atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text))
+            atomic_write_text(out / name, text)
         index[class_name] = name
-    _atomic_write(out / "index.json", lambda tmp: tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n"))
+    atomic_write_text(out / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
     return out
 
 
@@ -267,8 +242,7 @@ def convert_official_pickle(pkl_path: str | os.PathLike, out_dir: str | os.PathL
     audit: dict[str, Any] = {"source": source, "g_init_kwargs": ckpt.g_init_kwargs,
                              "synthesis_attrs": ckpt.synthesis_attrs, "training_set_kwargs": ckpt.training_set_kwargs,
                              "module_classes": sorted(ckpt.module_sources)}
-    _atomic_write(out / OFFICIAL_NAME,
-                  lambda tmp: tmp.write_text(json.dumps(audit, indent=2, sort_keys=True, default=repr) + "\n"))
+    atomic_write_text(out / OFFICIAL_NAME, json.dumps(audit, indent=2, sort_keys=True, default=repr) + "\n")
     if sources_dir is not None:
         dump_module_sources(ckpt.module_sources, sources_dir)
     LOG.info("converted %s -> %s (%d px, F=%d, %s)", pkl, out, cfg.img_resolution, cfg.nerf.rgb_out_dim,

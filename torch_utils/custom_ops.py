@@ -22,8 +22,8 @@ environment variable ``NERFFS_OPS`` (read by :func:`ops_policy`) and the tensor'
 
 Environment:
     NERFFS_OPS: ``auto`` (default), ``ref`` or ``cuda``.
-    NERFFS_CACHE: cache root (default ``~/.cache/nerffs``); plugins are built under
-        ``$NERFFS_CACHE/torch_extensions/<module>-<md5>/``.
+    NERFFS_CACHE: cache root (``torch_utils.files.cache_root``: unset or empty means ``~/.cache/nerffs``);
+        plugins are built under ``<cache root>/torch_extensions/<module>-<md5>/``.
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from torch_utils.files import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +76,9 @@ def ops_policy() -> str:
     return value
 
 
-def cache_root() -> Path:
-    """Directory under which plugins are built: ``$NERFFS_CACHE/torch_extensions`` (default ``~/.cache/nerffs``)."""
-    base = os.environ.get("NERFFS_CACHE") or str(Path.home() / ".cache" / "nerffs")
-    return Path(base).expanduser() / "torch_extensions"
+def extensions_root() -> Path:
+    """Directory under which plugins are built: ``<cache root>/torch_extensions``."""
+    return cache_root() / "torch_extensions"
 
 
 def _device_tag() -> str:
@@ -133,7 +134,7 @@ def _build(module_name: str, files: list[Path], sources: list[Path], build_kwarg
         cpp_extension.verify_ninja_availability()
     except RuntimeError as err:
         raise RuntimeError(f"cannot build CUDA plugin {module_name!r}: ninja is not available ({err})") from err
-    build_dir = cache_root() / _build_key(module_name, files, _device_tag())
+    build_dir = extensions_root() / _build_key(module_name, files, _device_tag())
     _stage_sources(files, build_dir)
     logger.info("Building/loading CUDA plugin %r in %s ...", module_name, build_dir)
     start = time.perf_counter()

@@ -27,10 +27,9 @@ import torch
 
 from nerffs.inversion.checkpoint import tensor_digest
 from nerffs.inversion.common import save_safetensors
-from nerffs.utils.io import atomic_write_text
+from nerffs.utils.io import atomic_write_text, file_sha256
 from nerffs.utils.logging import get_logger
 from stylenerf import Generator
-from stylenerf.io import file_sha256
 
 logger = get_logger(__name__)
 

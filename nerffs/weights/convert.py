@@ -20,10 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nerffs.errors import CheckpointError, WeightsMissingError
-from nerffs.utils.io import atomic_path, atomic_write_text
+from nerffs.utils.io import atomic_path, atomic_write_text, file_sha256
 from nerffs.weights.paths import PICKLE_SUFFIXES, conversion_is_fresh, converted_path, missing_message, weights_dir
 from nerffs.weights.registry import Asset, lookup
-from nerffs.weights.verify import sha256_of
 
 LOG = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def record_path(converted: Path) -> Path:
 
 
 def _source_metadata(src: Path) -> dict[str, str]:
-    return {"source_file": src.name, "source_size": str(src.stat().st_size), "source_sha256": sha256_of(src)}
+    return {"source_file": src.name, "source_size": str(src.stat().st_size), "source_sha256": file_sha256(src)}
 
 
 def _convert_torch(asset: Asset, src: Path, out: Path) -> Path:

@@ -25,10 +25,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nerffs.errors import ChecksumError, DownloadError, LicenceNotAcceptedError, WeightsMissingError
+from nerffs.utils.io import file_sha256
 from nerffs.weights.ledger import Record, forget_hint, lookup_record, mismatch_reason, record
 from nerffs.weights.paths import cli_command, missing_message, weights_dir
 from nerffs.weights.registry import Asset, lookup
-from nerffs.weights.verify import USABLE_STATES, inspect_file, published_mismatch, readable, sha256_of
+from nerffs.weights.verify import USABLE_STATES, inspect_file, published_mismatch, readable
 
 LOG = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def _fetch(url: str, part: Path, expected_size: int | None, *, timeout: float, r
 
 def _verify_download(asset: Asset, part: Path, url: str, recorded: Record | None) -> str:
     """Check a finished ``.part``; returns its SHA-256. On failure delete it and raise ``_SourceFailed``."""
-    digest = sha256_of(part)
+    digest = file_sha256(part)
     kind, problem = "checksum", published_mismatch(asset, part.stat().st_size, digest)
     if problem is None:
         ok, detail = readable(part, Path(asset.filename).suffix)

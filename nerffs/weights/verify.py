@@ -16,7 +16,6 @@ pickles go through ``stylenerf.legacy``, ``.mat`` files through ``scipy.io.loadm
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import zipfile
@@ -24,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nerffs.utils.io import file_sha256
 from nerffs.weights.ledger import Record, changed_message, lookup_record, record
 from nerffs.weights.paths import (PICKLE_SUFFIXES, TORCH_SUFFIXES, converted_path, converted_present, how_to_get,
                                   safetensors_header, weights_dir)
@@ -58,15 +58,6 @@ class AssetStatus:
     def usable(self) -> bool:
         """Whether the pipeline may use the file ('valid' or 'present')."""
         return self.state in USABLE_STATES
-
-
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,7 +163,7 @@ def inspect_file(asset: Asset, path: Path, *, verify_hash: bool = True, root: st
         if recorded is not None and recorded.size != size:
             return FileCheck("changed", changed_message(asset, root, recorded, size=size))
         return FileCheck("present", f"{size} B, not verified")
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     problem = published_mismatch(asset, size, digest)
     if problem is None:
         ok, detail = readable(path)

@@ -59,12 +59,12 @@ def test_build_key_tracks_source_contents(tmp_path: Path) -> None:
     assert custom_ops._build_key("op_plugin", [other_dir / "op.cu", other_dir / "op.h"], "gpu=A") == changed
 
 
-def test_stage_sources_and_cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_sources_and_extensions_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NERFFS_CACHE", str(tmp_path / "cache"))
-    assert custom_ops.cache_root() == tmp_path / "cache" / "torch_extensions"
+    assert custom_ops.extensions_root() == tmp_path / "cache" / "torch_extensions"
     src = tmp_path / "a.cpp"
     src.write_text("int a;\n")
-    target = custom_ops.cache_root() / "plugin-abc"
+    target = custom_ops.extensions_root() / "plugin-abc"
     custom_ops._stage_sources([src], target)
     assert (target / "a.cpp").read_text() == "int a;\n"
     custom_ops._stage_sources([src], target)  # second call: already there, no error

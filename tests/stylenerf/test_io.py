@@ -13,8 +13,9 @@ from official_pickle import official_shapes, write_official_pickle
 
 from stylenerf.config import get_preset
 from stylenerf.io import (CONFIG_NAME, WEIGHTS_NAME, GeneratorCheckpointError, convert_official_pickle,
-                          converted_dir_for, file_sha256, load_generator, load_generator_state, save_generator)
+                          converted_dir_for, load_generator, load_generator_state, save_generator)
 from stylenerf.legacy import load_official_generator_state
+from torch_utils.files import file_sha256
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANT = "ffhq256-pixelshuffle-F64"
