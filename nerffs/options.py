@@ -20,6 +20,7 @@ from typing import Any
 from nerffs.config import PipelineConfig
 from nerffs.errors import InputError
 from nerffs.inversion.config import PRESETS as INVERSION_PRESETS
+from nerffs.render.camera_spec import CameraSpec
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def check_options(options: Mapping[str, Any], base: PipelineConfig, names: Mappi
         if rule is not None and not rule[0](value):
             raise InputError(f"{option_name(field, names)} {rule[1]}, got {value!r}")
     if "camera" in options:
-        from nerffs.render.cameras import CameraSpec
-
         CameraSpec.parse(options["camera"])  # its errors quote the spec the user gave
     try:
         cfg = base.replace(**options)

@@ -27,7 +27,6 @@ say which set made the video.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from nerffs.examples import EXAMPLE_TEXT, example_photo, example_speech
 from nerffs.jobs import prepare_jobs, run_jobs
 from nerffs.options import check_options, check_paths, flag_dest, flag_name
 from nerffs.pipeline import TalkingHeadPipeline
-from nerffs.utils.cli import run_command
+from nerffs.utils.cli import run_cli
 from nerffs.utils.device import check_device
 
 CLI_FIELDS = ("camera", "exp_scale", "ref_momentum", "mask_window", "blink", "deform_mode", "batch_size", "paste_back",
@@ -130,24 +129,20 @@ def options_from_args(ns: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("numba", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     options = options_from_args(ns)
     if ns.jobs is not None:
         if ns.example or ns.image is not None or ns.out is not None:
             print("error: --jobs takes the photos, recordings and outputs from its CSV: drop IMAGE, AUDIO, --out "
                   "and --example", file=sys.stderr)
             return 2
-        return run_command(lambda: _jobs(ns, options))
+        return run_cli(lambda: _jobs(ns, options), quiet=ns.quiet)
     if ns.example == (ns.image is not None or ns.audio is not None) or (ns.image is None) != (ns.audio is None):
         print("error: give an IMAGE and an AUDIO file, or --example (and neither)", file=sys.stderr)
         return 2
     if ns.out is None:
         print("error: give --out PATH.mp4 (where the video is written)", file=sys.stderr)
         return 2
-    return run_command(lambda: _talk(ns, options))
+    return run_cli(lambda: _talk(ns, options), quiet=ns.quiet)
 
 
 def _jobs(ns: argparse.Namespace, options: dict) -> int:

@@ -25,6 +25,8 @@ from nerffs.errors import NerffsError
 USER_ERRORS = (NerffsError, ValueError, OSError, RuntimeError, pickle.UnpicklingError)
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+NOISY_LOGGERS = ("numba", "matplotlib")
+"""Third-party loggers whose INFO lines say nothing to our users: kept at WARNING."""
 """How CLIs log to stderr."""
 
 EXIT_INTERRUPTED = 130
@@ -69,6 +71,8 @@ def run_cli(body: Callable[[], int | None], *, quiet: bool = False, log_format: 
     """A script's ``main`` once its arguments are parsed: log to stderr (INFO, or WARNING when ``quiet``), then
     run ``body`` through :func:`run_command` and return the exit status."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format=log_format)
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return run_command(body)
 
 
