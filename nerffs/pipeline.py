@@ -29,7 +29,7 @@ from nerffs.config import PipelineConfig, get_config
 from nerffs.driving import driving_fps, estimate_driving, read_driving_frames
 from nerffs.errors import InputError
 from nerffs.face3d.recon import preprocess_rgb_image
-from nerffs.inversion import get_preset, invert
+from nerffs.inversion import get_preset, invert, inversion_dir
 from nerffs.inversion.lpips import BACKBONE_ASSETS, load_lpips
 from nerffs.models import OFFLINE, SMOKE, ModelSet, auto_models, offline_models, official_models, smoke_models
 from nerffs.options import check_options, check_paths
@@ -46,9 +46,10 @@ from nerffs.render.frames import FrameStore
 from nerffs.render.sheet import SheetConfig, contact_sheet, keep_frames, sheet_path, write_contact_sheet
 from nerffs.render.video import add_watermark, write_video
 from nerffs.render.views import render_views
-from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
+from nerffs.talking.cache import FaceCache
 from nerffs.talking.headpose import prepare_pose, procedural_pose
 from nerffs.talking.loop import Reference, TalkingModels, prepare_reference, render_frames
+from nerffs.utils.cache import content_key, weights_fingerprint
 from nerffs.utils.device import check_device
 from stylenerf.camera import frontal_camera
 
@@ -198,9 +199,8 @@ class TalkingHeadPipeline:
                 call.report.advance("identity", done, total, f"PTI {stage}")
 
             result = invert(g, to_tensor(aligned.image, self.device), cam, preset,
-                            cache_dir=None if cache is None else cache.root / "inversion",
-                            base_weights_id=self._fingerprint(), rng=rng, show_progress=False,
-                            lpips=lpips, callback=steps)
+                            cache_dir=None if cache is None else inversion_dir(cache.root), rng=rng,
+                            show_progress=False, lpips=lpips, callback=steps)
             log.info("identity: PTI inversion (%s preset%s)", cfg.inversion_preset,
                      ", from cache" if result.from_cache else "")
             return result.ws, result.bg_latent, dataclasses.replace(self.models.talking, generator=result.apply(g)), cam

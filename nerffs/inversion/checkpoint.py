@@ -3,12 +3,12 @@
 A snapshot holds the stage variables, the Adam state, the random-generator state and the loss history, so a
 run restarted from it continues exactly where the interrupted run was: with the same inputs and seed the
 resumed run reaches the same result as an uninterrupted one. Non-tensor parts (step, stage, loss history,
-optimiser hyper-parameters) are JSON in the safetensors header metadata, together with a SHA-256 over every
-tensor's bytes that is verified on load; a snapshot failing any check is ignored (the stage restarts).
+optimiser hyper-parameters) are JSON in the safetensors header metadata, together with a content key over
+every tensor (``nerffs.utils.cache.tensors_key``) that is verified on load; a snapshot failing any check is
+ignored (the stage restarts).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
-from nerffs.inversion.common import save_safetensors
+from nerffs.utils.cache import tensors_key
+from nerffs.utils.io import save_safetensors
 from nerffs.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-FORMAT = "nerffs.inversion.checkpoint/1"
+FORMAT = "nerffs.inversion.checkpoint/2"
 
 
 @dataclass
@@ -46,16 +47,6 @@ class StageState:
     rng_state: torch.Tensor | None = None
     losses: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and raw bytes of ``tensors`` (sorted by name)."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _flatten(state: StageState) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -97,7 +88,7 @@ def _unflatten(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> StageS
 def save_state(path: Path, state: StageState) -> None:
     """Write ``state`` to ``path`` atomically (a crash mid-write leaves the previous snapshot intact)."""
     tensors, meta = _flatten(state)
-    meta["digest"] = tensor_digest(tensors)
+    meta["digest"] = tensors_key(tensors)
     save_safetensors(path, tensors, metadata={"nerffs": json.dumps(meta)})
     logger.debug("checkpoint %s: %s step %d", path, state.stage, state.step)
 
@@ -114,7 +105,7 @@ def load_state(path: Path) -> StageState | None:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}")
-        if tensor_digest(tensors) != meta.get("digest"):
+        if tensors_key(tensors) != meta.get("digest"):
             raise ValueError("checksum mismatch")
         return _unflatten(tensors, meta)
     except Exception as exc:  # any damage means: start the stage again

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from nerffs.utils.io import atomic_path
 from stylenerf import Generator
 
 
@@ -83,14 +80,3 @@ def loss_bar(total: int, initial: int, desc: str, enabled: bool) -> Iterator[Los
         yield bar
     finally:
         bar.close()
-
-
-def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write ``tensors`` (contiguous CPU copies are made) to ``path`` atomically with the usual file mode."""
-    from safetensors.torch import save_file
-
-    own = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        mode = tmp.stat().st_mode & 0o777
-        save_file(own, str(tmp), metadata=metadata)
-        os.chmod(tmp, mode)  # safetensors recreates the file with mode 0600

@@ -28,6 +28,7 @@ from nerffs.inversion.config import InversionConfig
 from nerffs.inversion.lpips import LPIPS, load_lpips
 from nerffs.inversion.projector import ProjectionResult, StepCallback, project
 from nerffs.inversion.pti import tune
+from nerffs.utils.cache import weights_fingerprint
 from nerffs.utils.checkpoint import load_strict
 from nerffs.utils.logging import get_logger
 from stylenerf import Generator
@@ -102,7 +103,7 @@ def _lpips_pair(lpips: LPIPS | Mapping[str, LPIPS] | None, cfg: InversionConfig,
 
 
 def invert(g: Generator, image: torch.Tensor, cam2world: torch.Tensor, cfg: InversionConfig, *,
-           cache_dir: str | Path | None = None, base_weights_id: str = "random", rng: torch.Generator | None = None,
+           cache_dir: str | Path | None = None, rng: torch.Generator | None = None,
            lpips: LPIPS | Mapping[str, LPIPS] | None = None, show_progress: bool = True,
            callback: StepCallback | None = None) -> InversionResult:
     """Invert an aligned photo with PTI: W projection (+ background latent), then pivotal tuning.
@@ -112,9 +113,9 @@ def invert(g: Generator, image: torch.Tensor, cam2world: torch.Tensor, cfg: Inve
         image: [1, 3, H, W] aligned photo in [-1, 1]; resized to ``g.img_resolution`` when H, W differ.
         cam2world: [1, 4, 4] camera of the photo (e.g. ``nerffs.render.cameras.front_matrix`` of the Deep3D angles).
         cfg: inversion settings (``nerffs.inversion.config.get_preset``).
-        cache_dir: per-face cache root; None disables caching and resumable checkpoints.
-        base_weights_id: identifies the base weights in the cache key (e.g. ``stylenerf.io.file_sha256`` of the
-            weights file); 'random' (default) hashes the weights in memory instead.
+        cache_dir: folder of the inversion entries (``cache.inversion_dir()``, shared with the pipeline); None
+            disables caching and resumable checkpoints. The base weights enter the key by their content
+            (``nerffs.utils.cache.weights_fingerprint``), however ``g`` was loaded.
         rng: CPU generator for the background-latent start and the projection noise. It is read, not advanced
             (a cache hit and a fresh run leave it alike); None means seed 0.
         lpips: one LPIPS module for both stages, a mapping net name -> module, or None to load them.
@@ -128,20 +129,20 @@ def invert(g: Generator, image: torch.Tensor, cam2world: torch.Tensor, cfg: Inve
     run_rng = torch.Generator()
     run_rng.set_state(rng.get_state() if rng is not None else torch.Generator().manual_seed(0).get_state())
     proj_lp, tune_lp = _lpips_pair(lpips, cfg, device_of(g))
-    fields = cache_mod.cache_key_fields(g, image, cam2world, cfg.result_settings(), base_weights_id,
-                                        {"projection": proj_lp.fingerprint(), "tuning": tune_lp.fingerprint()},
-                                        run_rng.get_state())
+    fields = cache_mod.cache_key_fields(g, image, cam2world, cfg.result_settings(),
+                                        {"projection": weights_fingerprint(proj_lp),
+                                         "tuning": weights_fingerprint(tune_lp)}, run_rng.get_state())
     key = cache_mod.cache_key(fields)
-    directory = cache_mod.entry_dir(Path(cache_dir), key) if cache_dir is not None else None
-    if directory is not None and (hit := cache_mod.load_entry(directory, key, g)) is not None:
+    directory = Path(cache_dir) / key if cache_dir is not None else None
+    if directory is not None and (hit := cache_mod.load_result(directory, key, g)) is not None:
         logger.info("inversion cache hit %s", directory)
         return InversionResult(hit.ws.to(image.device), hit.bg_latent.to(image.device), hit.generator_state,
                                hit.losses, from_cache=True)
     ckpt = Checkpointer(directory / cache_mod.CHECKPOINT_NAME, cfg.checkpoint_every) if directory else None
     result = _optimise(g, image, cam2world, cfg, (proj_lp, tune_lp), run_rng, ckpt, callback, show_progress)
     if directory is not None:
-        cache_mod.save_entry(directory, key, fields, result.ws, result.bg_latent, result.generator_state,
-                             result.losses)
+        cache_mod.store_result(directory, key, fields, result.ws, result.bg_latent, result.generator_state,
+                               result.losses)
         logger.info("inversion stored in %s", directory)
     return result
 

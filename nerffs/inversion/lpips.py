@@ -18,7 +18,6 @@ linear heads are the v0.1 files shipped inside the ``lpips`` pip package; they a
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -184,14 +183,6 @@ class LPIPS(nn.Module):
                     fan_in = m.weight[0].numel()
                     m.weight.copy_(torch.randn(m.weight.shape, generator=rng) * (2.0 / fan_in) ** 0.5)
                     m.bias.zero_()
-
-    def fingerprint(self) -> str:
-        """SHA-256 over the net name and every weight (identifies the metric in cache keys)."""
-        digest = hashlib.sha256(self.net.encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return digest.hexdigest()
 
 
 def lpips_package_dir() -> Path:

@@ -33,8 +33,9 @@ from nerffs.offline.parser import MeshParser, MeshParsingConfig
 from nerffs.offline.portrait import FORMAT, Portrait, PortraitConfig, fit_portrait
 from nerffs.preprocess.align import AlignedFace
 from nerffs.preprocess.landmarks import DlibLandmarks
-from nerffs.talking.cache import FaceCache, content_key
+from nerffs.talking.cache import FaceCache
 from nerffs.talking.loop import TalkingModels
+from nerffs.utils.cache import content_key
 from nerffs.utils.logging import get_logger
 
 logger = get_logger(__name__)

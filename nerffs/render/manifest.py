@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from nerffs.errors import InputError
-from nerffs.utils.io import atomic_write_text
+from nerffs.utils.cache import hash_part
+from nerffs.utils.io import atomic_write_text, file_sha256, hash_file
 
 MANIFEST_NAME = "job.json"
 FORMAT = 1
@@ -36,22 +37,20 @@ IGNORED_SETTINGS = frozenset({
 
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes (streamed), or of a folder's file names and bytes (a folder of frames)."""
-    h = hashlib.sha256()
     p = Path(path)
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    for q in files:
-        if p.is_dir():
-            h.update(str(q.relative_to(p)).encode() + b"\0")
-        with open(q, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+    if not p.is_dir():
+        return file_sha256(p)
+    h = hashlib.sha256()
+    for q in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(str(q.relative_to(p)).encode() + b"\0")
+        hash_file(q, h)
     return h.hexdigest()
 
 
 def array_digest(arr: np.ndarray) -> str:
     """sha256 of an array's dtype, shape and bytes."""
-    h = hashlib.sha256(str((arr.dtype.str, arr.shape)).encode())
-    h.update(np.ascontiguousarray(arr).tobytes())
+    h = hashlib.sha256()
+    hash_part(h, arr)
     return h.hexdigest()
 
 

@@ -1,17 +1,13 @@
 """Per-face cache of the work done once per photo: alignment and the talking-head reference.
 
 An entry is ``<root>/<kind>-<key>.safetensors`` (tensors) plus ``<kind>-<key>.json`` (plain values and the
-sha256 of the tensor file). The key is a sha256 over the image bytes, the generator weights and every
-setting that affects the result, so a changed setting never reuses a stale entry. Entries are written
-atomically and verified before reuse; a corrupted entry is logged, deleted and recomputed. The PTI
-inversion keeps its own cache (``nerffs.inversion``).
+sha256 of the tensor file), written and verified by the shared cache layer (``nerffs.utils.cache``). The key
+is a ``content_key`` over the image, the models' ``weights_fingerprint`` and every setting that affects the
+result, so a changed setting never reuses a stale entry. PTI inversions live in this cache's ``inversion``
+folder (``nerffs.inversion.cache``).
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,81 +19,31 @@ from nerffs.face3d.coeffs import FaceCoeffs
 from nerffs.preprocess.align import AlignedFace
 from nerffs.talking.controls import ControlPoints
 from nerffs.talking.loop import Reference
-from nerffs.utils.io import atomic_path, atomic_write_text
+from nerffs.utils.cache import faces_dir, load_entry, save_entry
 from stylenerf import SampleDepths
 
-log = logging.getLogger(__name__)
 FORMAT = 1
 
 
-def default_cache_dir() -> Path:
-    """``$NERFFS_CACHE/faces`` (default ``~/.cache/nerffs/faces``)."""
-    return Path(os.environ.get("NERFFS_CACHE", Path.home() / ".cache" / "nerffs")).expanduser() / "faces"
-
-
-def content_key(*parts: Any) -> str:
-    """sha256 over bytes / arrays / tensors / JSON-able values, in order (first 32 hex digits)."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            part = part.detach().cpu().contiguous().numpy()
-        if isinstance(part, np.ndarray):
-            h.update(str((part.dtype.str, part.shape)).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        elif isinstance(part, (bytes, bytearray)):
-            h.update(part)
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=_jsonable).encode())
-        h.update(b"|")
-    return h.hexdigest()[:32]
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    return repr(obj)
-
-
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """sha256 of a module's state (names, shapes, values): identifies the generator an entry was made with."""
-    return content_key(*[x for k, v in sorted(module.state_dict().items()) for x in (k, v)])
-
-
 class FaceCache:
-    """Read/write verified entries of one kind ('align' or 'reference') under ``root``."""
+    """Read/write verified entries of one kind ('align', 'reference', 'portrait') under ``root``.
+
+    Args:
+        root: the per-face cache directory (None: ``nerffs.utils.cache.faces_dir()``, ``<cache root>/faces``).
+    """
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = faces_dir(root)
 
     def _paths(self, kind: str, key: str) -> tuple[Path, Path]:
         return self.root / f"{kind}-{key}.safetensors", self.root / f"{kind}-{key}.json"
 
     def save(self, kind: str, key: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        from safetensors.torch import save_file
-
-        data, meta_path = self._paths(kind, key)
-        with atomic_path(data) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        digest = hashlib.sha256(data.read_bytes()).hexdigest()
-        atomic_write_text(meta_path, json.dumps({"format": FORMAT, "sha256": digest, **meta}, indent=1))
+        save_entry(*self._paths(kind, key), FORMAT, tensors, meta)
 
     def load(self, kind: str, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        """The entry, or None when absent; a corrupted entry is removed (and None returned)."""
-        from safetensors.torch import load_file
-
-        data, meta_path = self._paths(kind, key)
-        if not (data.is_file() and meta_path.is_file()):
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("format") != FORMAT or hashlib.sha256(data.read_bytes()).hexdigest() != meta["sha256"]:
-                raise ValueError("checksum or format mismatch")
-            return load_file(str(data)), meta
-        except Exception as exc:  # any damage: recompute rather than trust it
-            log.warning("cache entry %s-%s is corrupt (%s); recomputing", kind, key, exc)
-            data.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
-            return None
+        """The entry, or None when absent; a damaged entry is removed (and None returned)."""
+        return load_entry(*self._paths(kind, key), FORMAT)
 
     # ---- typed helpers -----------------------------------------------------------------------------
     def save_aligned(self, key: str, a: AlignedFace) -> None:

@@ -11,6 +11,7 @@ from nerffs.errors import InputError
 from nerffs.inversion import cache as cache_mod
 from nerffs.inversion.config import InversionConfig, ProjectionConfig, TuningConfig
 from nerffs.inversion.invert import invert
+from stylenerf import Generator
 
 PROJ_STEPS, TUNE_STEPS = 6, 5
 
@@ -87,16 +88,29 @@ def test_cache_hit_does_no_optimisation_and_leaves_rng_alone(reference, generato
 
 
 def test_key_depends_on_image_camera_settings_weights_and_seed(generator, target, camera):
-    def key(image=target, cam=camera, settings=small_cfg().result_settings(), base="random", seed=0):
+    def key(g=generator, image=target, cam=camera, settings=small_cfg().result_settings(), seed=0):
         rng_state = torch.Generator().manual_seed(seed).get_state()
-        return cache_mod.cache_key(cache_mod.cache_key_fields(generator, image, cam, settings, base,
+        return cache_mod.cache_key(cache_mod.cache_key_fields(g, image, cam, settings,
                                                               {"projection": "a", "tuning": "b"}, rng_state))
 
     base = key()
     assert base == key(settings=small_cfg(checkpoint_every=7).result_settings())  # cadence is not a setting
-    variants = [key(image=target.flip(-1)), key(cam=camera.flip(-1)), key(seed=1), key(base="sha256:abc"),
+    same_weights = Generator(generator.cfg).eval()  # built and loaded separately: the key follows the weights
+    same_weights.load_state_dict(generator.state_dict())
+    assert base == key(g=same_weights)
+    other_weights = Generator(generator.cfg).eval()
+    with torch.no_grad():
+        other_weights.load_state_dict(generator.state_dict())
+        next(other_weights.parameters()).add_(1e-3)
+    variants = [key(image=target.flip(-1)), key(cam=camera.flip(-1)), key(seed=1), key(g=other_weights),
                 key(settings=small_cfg(freeze_bg=False).result_settings())]
     assert len({base, *variants}) == 1 + len(variants)
+
+
+def test_entries_live_in_the_inversion_folder_of_the_face_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("NERFFS_CACHE", str(tmp_path))
+    assert cache_mod.inversion_dir() == tmp_path / "faces" / "inversion"
+    assert cache_mod.inversion_dir(tmp_path / "mine") == tmp_path / "mine" / "inversion"
 
 
 def _flip_byte(path, offset_from_end=100):
@@ -124,7 +138,7 @@ def test_damaged_entry_is_detected_and_recomputed(reference, generator, target, 
     else:
         meta_file.write_text("{not json")
     counter = Counter()
-    with caplog.at_level(logging.WARNING, logger="nerffs.inversion.cache"):
+    with caplog.at_level(logging.WARNING, logger="nerffs.utils.cache"):
         again = run(generator, target, camera, metrics, tmp_path, counter)
     assert "damaged" in caplog.text
     assert not again.from_cache and len(counter.steps) == PROJ_STEPS + TUNE_STEPS

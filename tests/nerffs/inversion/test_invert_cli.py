@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from scripts.invert import InvertArgs, _check_lpips, main
+from nerffs.inversion.photo import InvertRequest, _check_lpips
+from scripts.invert import main
 
 
 @pytest.fixture
@@ -16,11 +17,11 @@ def no_weights(tmp_path, monkeypatch):
 
 
 def test_smoke_runs_fall_back_to_random_trunks_with_a_warning(no_weights, caplog):
-    with caplog.at_level(logging.WARNING, logger="invert"):
-        assert _check_lpips(InvertArgs(image=no_weights / "a.png", out=no_weights / "o"), False) is True
+    with caplog.at_level(logging.WARNING, logger="nerffs.inversion.photo"):
+        assert _check_lpips(InvertRequest(image=no_weights / "a.png", out=no_weights / "o"), False) is True
     assert "RANDOM trunk weights" in caplog.text and "not perceptual" in caplog.text
     assert "python -m scripts.download_weights lpips_vgg16_backbone lpips_alexnet_backbone" in caplog.text
-    smoke_preset = InvertArgs(image=no_weights / "a.png", out=no_weights / "o", weights=no_weights / "g.pkl")
+    smoke_preset = InvertRequest(image=no_weights / "a.png", out=no_weights / "o", weights=no_weights / "g.pkl")
     assert _check_lpips(smoke_preset, True) is True
 
 

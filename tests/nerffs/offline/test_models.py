@@ -25,7 +25,7 @@ def test_portrait_fit_is_cached_and_a_damaged_entry_is_refitted(offline, aligned
     caplog.clear()
     with caplog.at_level(logging.INFO):
         third = offline.portrait(aligned, cache)
-    assert "corrupt" in caplog.text and np.array_equal(third.depth, first.depth)
+    assert "damaged" in caplog.text and np.array_equal(third.depth, first.depth)
 
 
 def test_fingerprint_changes_with_any_setting(offline):

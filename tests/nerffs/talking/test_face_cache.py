@@ -4,9 +4,10 @@ import torch
 
 from nerffs.face3d.coeffs import FaceCoeffs
 from nerffs.preprocess.align import AlignedFace
-from nerffs.talking.cache import FaceCache, content_key, weights_fingerprint
+from nerffs.talking.cache import FaceCache
 from nerffs.talking.controls import ControlPoints
 from nerffs.talking.loop import LoopConfig, Reference
+from nerffs.utils.cache import content_key, weights_fingerprint
 from stylenerf import SampleDepths
 
 
@@ -50,6 +51,22 @@ def test_corrupted_entry_is_detected_removed_and_missing_is_none(tmp_path):
     assert cache.load_reference("k") is None
     assert not data.exists() and not (tmp_path / "reference-k.json").exists()
     assert cache.load_reference("never-written") is None
+
+
+def test_interrupted_entry_without_its_record_is_removed(tmp_path):
+    cache = FaceCache(tmp_path)
+    cache.save_reference("k", _reference())
+    (tmp_path / "reference-k.json").unlink()  # the record is written last: a run killed before it
+    assert cache.load_reference("k") is None
+    assert not (tmp_path / "reference-k.safetensors").exists()
+
+
+def test_default_root_follows_the_cache_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("NERFFS_CACHE", str(tmp_path / "c"))
+    assert FaceCache().root == tmp_path / "c" / "faces"
+    monkeypatch.setenv("NERFFS_CACHE", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert FaceCache().root == tmp_path / "home" / ".cache" / "nerffs" / "faces"
 
 
 def test_keys_follow_content_and_settings():
