@@ -178,9 +178,9 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         run, progress, uploads = request(*args, **kwargs)
         segments = Path(run["output"]).parent / "segments"
         last, shown = None, None
+        stream = stream_talking_head(pipeline, segment_dir=segments, segment_seconds=segment_seconds, **run)
         try:
-            for update in stream_talking_head(pipeline, segment_dir=segments, segment_seconds=segment_seconds,
-                                              **run):
+            for update in stream:
                 last = update.event or last
                 if last is not None:
                     progress(last.overall, desc=last.label)
@@ -197,6 +197,7 @@ def build_demo(pipeline, *, example_audio: str | os.PathLike | None = None, conc
         except Exception as exc:  # noqa: BLE001 - turned into a one-line gr.Error
             fail(exc, *uploads)
         finally:
+            stream.close()  # the page went away mid-render: the render stops at its next frame
             shutil.rmtree(segments, ignore_errors=True)
 
     def tts(text):
