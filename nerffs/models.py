@@ -22,10 +22,9 @@ from nerffs import weights
 from nerffs.audio.audio2exp import Audio2Exp, load_audio2exp
 from nerffs.audio.audio2pose import Audio2Pose, load_audio2pose
 from nerffs.errors import CheckpointError, IncompleteWeightsError, InputError, WeightsMissingError
-from nerffs.lipaint.networks import Networks, frozen, load_networks, seeded_networks
+from nerffs.lipaint.networks import TalkingModels, frozen, load_networks, seeded_networks
 from nerffs.offline.models import OFFLINE, OfflineConfig, OfflineModels
 from nerffs.offline.speech import SpeechMotion
-from nerffs.talking.loop import TalkingModels
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +86,10 @@ class ModelSet:
         return self
 
 
-def _talking(nets: Networks) -> TalkingModels:
-    """The frame loop's networks (all five present)."""
-    return TalkingModels(generator=nets.generator, face_model=nets.face_model, deep3d=nets.deep3d,
-                         parser=nets.parser, lipaint=nets.lipaint)
-
-
 def smoke_models(seed: int = 0, resolution: int = 128, num_vertices: int = 4000) -> ModelSet:
     """Seeded random models for every component (deterministic for a given seed): the networks of
     ``nerffs.lipaint.networks.seeded_networks``, then a random Audio2Exp."""
-    talking = _talking(seeded_networks(seed, resolution, num_vertices))
+    talking = seeded_networks(seed, resolution, num_vertices)
     log.warning("using SMOKE models: seeded random weights for every network; the output is not a face")
     return ModelSet(talking=talking, audio2exp=frozen(Audio2Exp()), label=SMOKE)
 
@@ -176,7 +169,7 @@ def official_models(root: str | os.PathLike | None = None, generator: int | str 
             f"`{weights.fetch_command(missing, root)}` (files without a direct download print how to get them by "
             "hand), or use the offline demo models (model set 'offline')", missing, root, gen)
     sadtalker = weights.resolve("sadtalker", root)
-    return ModelSet(talking=_talking(load_networks(root, gen, parsing)), audio2exp=frozen(load_audio2exp(sadtalker)),
+    return ModelSet(talking=load_networks(root, gen, parsing), audio2exp=frozen(load_audio2exp(sadtalker)),
                     label=f"official:{Path(weights.weights_dir(root))}", audio2pose=_optional_audio2pose(sadtalker))
 
 

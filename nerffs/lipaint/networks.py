@@ -33,14 +33,17 @@ EXP_DIM = LAYOUT["exp"][1] - LAYOUT["exp"][0]
 
 
 @dataclass
-class Networks:
-    """The per-photo-independent networks of the method (eval mode, no gradients), as built here."""
+class TalkingModels:
+    """The per-photo-independent networks of the method (eval mode, no gradients, one device): the one container
+    of them, built here for the smoke and official sets, by ``nerffs.offline`` for its own, and used by the frame
+    loop (``nerffs.talking.loop``, which needs all five) and LipaintNet training."""
 
     generator: Generator
     face_model: ParametricFaceModel
     deep3d: Deep3DRegressor
     parser: BiSeNet | None
-    """None when not asked for (LipaintNet training does not parse faces)."""
+    """The face parser (or any module with its interface); None when not asked for (LipaintNet training does not
+    parse faces)."""
     lipaint: LipaintNet | None
     """None when not asked for (training starts a new one or loads ``init_lipaint``)."""
 
@@ -65,7 +68,7 @@ def _quiet_heads(net: Deep3DRegressor) -> Deep3DRegressor:
     return net
 
 
-def seeded_networks(seed: int = 0, resolution: int = 128, num_vertices: int = 4000) -> Networks:
+def seeded_networks(seed: int = 0, resolution: int = 128, num_vertices: int = 4000) -> TalkingModels:
     """Seeded random networks with the official architectures (a tiny generator), every one of them.
 
     Deterministic for a given seed: ``torch.manual_seed(seed)``, then generator, Deep3D, parser and LipaintNet
@@ -77,7 +80,7 @@ def seeded_networks(seed: int = 0, resolution: int = 128, num_vertices: int = 40
     deep3d = _quiet_heads(Deep3DRegressor())
     parser = BiSeNet(ParsingConfig.barbershop16(input_size=64))
     lipaint = new_lipaint(g)
-    return Networks(generator=frozen(g), face_model=synthetic_face_model(num_vertices, seed=seed),
+    return TalkingModels(generator=frozen(g), face_model=synthetic_face_model(num_vertices, seed=seed),
                     deep3d=frozen(deep3d), parser=frozen(parser), lipaint=frozen(lipaint))
 
 
@@ -91,7 +94,7 @@ def small_deep3d(seed: int) -> Deep3DRegressor:
 
 
 def load_networks(root: str | os.PathLike | None, generator: str, parsing: str | None = None,
-                  lipaint: bool = True) -> Networks:
+                  lipaint: bool = True) -> TalkingModels:
     """The official networks from the weights registry (the caller has checked that the files are present).
 
     Args:
@@ -106,7 +109,7 @@ def load_networks(root: str | os.PathLike | None, generator: str, parsing: str |
     def path(name: str):
         return weights.resolve(name, root)
 
-    return Networks(generator=frozen(load_generator(path(generator))),
+    return TalkingModels(generator=frozen(load_generator(path(generator))),
                     face_model=ParametricFaceModel.from_mat(path("bfm_front")),
                     deep3d=frozen(load_deep3d(path("sadtalker"))),
                     parser=frozen(load_bisenet(path(parsing))) if parsing else None,

@@ -41,7 +41,7 @@ from nerffs.errors import WeightsMissingError
 from nerffs.lipaint.data import (CROP, LipaintBatch, estimate_coeffs, landmark_grid, landmarks, render,
                                 sample_batch)
 from nerffs.lipaint.model import LipaintNet, load_lipaint
-from nerffs.lipaint.networks import Networks, load_networks, new_lipaint, seeded_networks, small_deep3d
+from nerffs.lipaint.networks import TalkingModels, load_networks, new_lipaint, seeded_networks, small_deep3d
 from nerffs.utils.checkpoint import load_strict, read_state_dict
 from nerffs.utils.io import atomic_path, atomic_write_text
 from stylenerf.discriminator import Discriminator, DiscriminatorConfig, load_official_discriminator
@@ -138,8 +138,8 @@ def _init_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
 
 
 def _build_models(cfg: TrainConfig, models: Any) -> tuple[Frozen, LipaintNet]:
-    """Frozen networks + the LipaintNet to train, from ``models`` (``Networks``, or a ``ModelSet`` /
-    ``TalkingModels`` of the pipeline) or, when None, from ``cfg``."""
+    """Frozen networks + the LipaintNet to train, from ``models`` (``TalkingModels``, or a ``ModelSet`` of the
+    pipeline) or, when None, from ``cfg``."""
     if models is None:
         if cfg.models == "smoke":
             models = smoke_training_models(cfg)
@@ -152,7 +152,7 @@ def _build_models(cfg: TrainConfig, models: Any) -> tuple[Frozen, LipaintNet]:
     return Frozen(nets.generator, nets.deep3d, nets.face_model, _discriminator(cfg, nets.generator)), lipaint
 
 
-def smoke_training_models(cfg: TrainConfig) -> Networks:
+def smoke_training_models(cfg: TrainConfig) -> TalkingModels:
     """The smoke pipeline's networks (``seeded_networks``) for ``cfg`` (seed, resolution, vertices), with the
     small Deep3D when ``cfg.smoke_small_deep3d``. Build once and pass to several ``train`` calls to save the
     setup time."""

@@ -27,12 +27,10 @@ import torch
 
 from nerffs.deform.rays import ControlPointDeformer, match_reference_samples
 from nerffs.errors import NoFaceError
-from nerffs.face3d.bfm import ParametricFaceModel
 from nerffs.face3d.coeffs import FaceCoeffs
 from nerffs.face3d.fit import FitConfig, fit_landmarks, fit_photometric
-from nerffs.face3d.parsing import BiSeNet
-from nerffs.face3d.recon import Deep3DRegressor, preprocess_generator_image
-from nerffs.lipaint.model import LipaintNet
+from nerffs.face3d.recon import preprocess_generator_image
+from nerffs.lipaint.networks import TalkingModels
 from nerffs.preprocess.image import from_tensor
 from nerffs.talking.blend import TemporalMaskSmoother, blend_features
 from nerffs.talking.controls import FACE_FRAME, ControlPoints, to_plane, torso_control_points
@@ -76,17 +74,6 @@ class LoopConfig:
     """While the camera holds still (and the parser can parse crops), upsample and parse the LipaintNet pass
     only around the recent mouth masks (``nerffs.talking.mouthpass``; the mask may differ slightly from
     full-frame parsing where the parser pools globally). Batches of one frame only."""
-
-
-@dataclass
-class TalkingModels:
-    """The networks the loop needs (all in eval mode, on one device)."""
-
-    generator: Generator
-    face_model: ParametricFaceModel
-    deep3d: Deep3DRegressor
-    parser: BiSeNet
-    lipaint: LipaintNet
 
 
 @dataclass
