@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +48,7 @@ from nerffs.utils.cli import error_line
 from nerffs.utils.device import process_device
 from nerffs.utils.io import atomic_path, atomic_write_text
 from nerffs.utils.logging import progress
-from nerffs.utils.shard import shard_info
+from nerffs.utils.shard import shard_info, wait_for_shards
 
 log = logging.getLogger(__name__)
 
@@ -340,15 +339,12 @@ def run_evaluation(listing: str | os.PathLike | list[Sample], cfg: EvalConfig, p
 
 
 def _wait_for(cfg: EvalConfig, samples: list[Sample]) -> None:
-    deadline = time.monotonic() + cfg.merge_timeout_s
-    while True:
-        missing = [s.id for s in samples if not is_done(cfg.out_dir, s) and read_failure(cfg.out_dir, s) is None]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise InputError(f"merge: {len(missing)} sample(s) never finished (e.g. {missing[0]}); rerun the "
-                             "evaluation to resume them")
-        time.sleep(2.0)
+    missing = wait_for_shards(
+        lambda: [s.id for s in samples if not is_done(cfg.out_dir, s) and read_failure(cfg.out_dir, s) is None],
+        cfg.merge_timeout_s, poll_s=2.0)
+    if missing:
+        raise InputError(f"merge: {len(missing)} sample(s) never finished (e.g. {missing[0]}); rerun the "
+                         "evaluation to resume them")
 
 
 def merge(out_dir: str | os.PathLike, samples: list[Sample]) -> tuple[list[dict], list[dict], list[Path]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from nerffs.options import check_options
 from nerffs.utils.cli import error_line
 from nerffs.utils.io import atomic_write_text
 from nerffs.utils.logging import progress
-from nerffs.utils.shard import shard_info
+from nerffs.utils.shard import shard_info, wait_for_shards
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +201,6 @@ def _process_group_env() -> bool:
 
 def _gather(records: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
     """Every rank's row records, gathered over a gloo process group (no shared file system needed)."""
-    import datetime
-
     import torch.distributed as dist
 
     owned = not dist.is_initialized()
@@ -236,15 +235,11 @@ def _run_one(pipeline, job: Job, status: Path, result: JobsResult, rank: int) ->
 
 def _merge(status: Path, rows: list[Job], timeout_s: float) -> list[dict[str, Any]]:
     """Wait for every row's status, then write summary.csv / summary.json (atomically)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        missing = [j for j in rows if not _status_path(status, j).is_file()]
-        if not missing:
-            break
-        if time.monotonic() > deadline:
-            raise InputError(f"{len(missing)} job row(s) never finished (e.g. row {missing[0].index + 2}); "
-                             "run the jobs again to resume them")
-        time.sleep(1.0)
+    missing = wait_for_shards(lambda: [j for j in rows if not _status_path(status, j).is_file()], timeout_s,
+                              poll_s=1.0)
+    if missing:
+        raise InputError(f"{len(missing)} job row(s) never finished (e.g. row {missing[0].index + 2}); "
+                         "run the jobs again to resume them")
     return _write_summary(status, [_read_status(status, j) for j in rows])
 
 

@@ -14,17 +14,13 @@ Parameter names follow the official state dict (spec 2.2: ``audio_encoder.{j}.co
 """
 from __future__ import annotations
 
-import logging
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from nerffs.errors import CheckpointError
-from nerffs.utils.checkpoint import load_strict, read_state_dict
+from nerffs.utils.checkpoint import load_sadtalker_network, load_with_counters
 
-logger = logging.getLogger(__name__)
 
 AUDIO_DIM = 512
 EXP_DIM = 64
@@ -135,49 +131,10 @@ class Audio2Exp(nn.Module):
         BatchNorm ``num_batches_tracked`` counters may be absent (spec 2.3: possibly not stored in the
         safetensors); they only matter for training and are filled with 0.
         """
-        model = cls()
-        state = dict(state_dict)
-        for name, buf in model.state_dict().items():
-            if name.endswith(".num_batches_tracked") and name not in state:
-                state[name] = torch.zeros_like(buf)
-        load_strict(model, state, what=what)
-        return model.eval()
-
-    @classmethod
-    def from_sadtalker_safetensors(cls, path: str | os.PathLike) -> Audio2Exp:
-        """Load from ``SadTalker_V0.0.2_256.safetensors`` (or _512): the ``'audio2exp.'`` entries (spec 2.3)."""
-        what = "SadTalker safetensors (audio2exp part)"
-        return cls.from_state_dict(read_state_dict(path, prefix="audio2exp.", what=what), what=what)
-
-    @classmethod
-    def from_audio2exp_pth(cls, path: str | os.PathLike) -> Audio2Exp:
-        """Load from ``auido2exp_00300-model.pth``: the ``'model'`` entry (spec 2.3), without executing code."""
-        what = "Audio2Exp .pth checkpoint"
-        return cls.from_state_dict(read_state_dict(path, key="model", what=what), what=what)
+        return load_with_counters(cls(), state_dict, what=what)
 
 
 def load_audio2exp(path: str | os.PathLike, device: torch.device | str = "cpu") -> Audio2Exp:
-    """Load Audio2Exp from either official format, chosen by the file extension.
-
-    Args:
-        path: ``*.safetensors`` (SadTalker bundle, ``'audio2exp.'`` prefix) or ``*.pth``/``*.pt`` (legacy
-            ``{'model': state_dict, ...}``).
-        device: where to put the network.
-
-    Returns:
-        The network in eval mode.
-
-    Raises:
-        WeightsMissingError: the file does not exist.
-        CheckpointError: unknown extension, unreadable file, or missing/unexpected/misshaped keys.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix == ".safetensors":
-        model = Audio2Exp.from_sadtalker_safetensors(path)
-    elif suffix in (".pth", ".pt"):
-        model = Audio2Exp.from_audio2exp_pth(path)
-    else:
-        raise CheckpointError(f"Audio2Exp weights {path} have an unknown extension {suffix!r}; pass "
-                              "SadTalker_V0.0.2_256.safetensors or auido2exp_00300-model.pth")
-    logger.info("loaded Audio2Exp from %s", path)
-    return model.to(device)
+    """Audio2Exp in eval mode on ``device`` from the SadTalker bundle (``*.safetensors``, its ``'audio2exp.'`` entries) or
+    ``auido2exp_00300-model.pth`` (``*.pth``); see ``nerffs.utils.checkpoint.load_sadtalker_network`` for the errors."""
+    return load_sadtalker_network(Audio2Exp(), path, "audio2exp", "auido2exp_00300-model.pth", device)

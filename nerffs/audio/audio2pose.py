@@ -33,18 +33,17 @@ import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from nerffs.audio.audio2exp import AUDIO_DIM, ENCODER_LAYOUT, MEL_BANDS, MEL_WINDOW, ConvBlock
-from nerffs.errors import AudioError, CheckpointError
-from nerffs.utils.checkpoint import load_strict, read_state_dict
+from nerffs.errors import AudioError
+from nerffs.utils.checkpoint import load_sadtalker_network, load_with_counters
 from torch_utils.registry import Registry
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 POSE_DIM = 6
 """Pose coefficients per frame: 3 angles (radians) and 3 translations of the Deep3D face model."""
@@ -307,52 +306,13 @@ class Audio2Pose(nn.Module):
 
         Absent BatchNorm ``num_batches_tracked`` counters (training-only) are filled with 0.
         """
-        model = cls(cfg)
-        state = dict(state_dict)
-        for name, buf in model.state_dict().items():
-            if name.endswith(".num_batches_tracked") and name not in state:
-                state[name] = torch.zeros_like(buf)
-        load_strict(model, state, what=what)
-        return model.eval()
-
-    @classmethod
-    def from_sadtalker_safetensors(cls, path: str | os.PathLike) -> Audio2Pose:
-        """Load from ``SadTalker_V0.0.2_256.safetensors`` (or _512): the ``'audio2pose.'`` entries."""
-        what = "SadTalker safetensors (audio2pose part)"
-        return cls.from_state_dict(read_state_dict(path, prefix="audio2pose.", what=what), what=what)
-
-    @classmethod
-    def from_audio2pose_pth(cls, path: str | os.PathLike) -> Audio2Pose:
-        """Load from ``auido2pose_00140-model.pth``: the ``'model'`` entry, without executing code."""
-        what = "Audio2Pose .pth checkpoint"
-        return cls.from_state_dict(read_state_dict(path, key="model", what=what), what=what)
+        return load_with_counters(cls(cfg), state_dict, what=what)
 
 
 def load_audio2pose(path: str | os.PathLike, device: torch.device | str = "cpu") -> Audio2Pose:
-    """Load Audio2Pose from either official format, chosen by the file extension.
-
-    Args:
-        path: ``*.safetensors`` (SadTalker bundle, ``'audio2pose.'`` prefix) or ``*.pth``/``*.pt`` (legacy
-            ``{'model': state_dict, ...}``).
-        device: where to put the network.
-
-    Returns:
-        The network in eval mode.
-
-    Raises:
-        WeightsMissingError: the file does not exist.
-        CheckpointError: unknown extension, unreadable file, or missing/unexpected/misshaped keys.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix == ".safetensors":
-        model = Audio2Pose.from_sadtalker_safetensors(path)
-    elif suffix in (".pth", ".pt"):
-        model = Audio2Pose.from_audio2pose_pth(path)
-    else:
-        raise CheckpointError(f"Audio2Pose weights {path} have an unknown extension {suffix!r}; pass "
-                              "SadTalker_V0.0.2_256.safetensors or auido2pose_00140-model.pth")
-    logger.info("loaded Audio2Pose from %s", path)
-    return model.to(device)
+    """Audio2Pose in eval mode on ``device`` from the SadTalker bundle (``*.safetensors``, its ``'audio2pose.'`` entries) or
+    ``auido2pose_00140-model.pth`` (``*.pth``); see ``nerffs.utils.checkpoint.load_sadtalker_network`` for the errors."""
+    return load_sadtalker_network(Audio2Pose(), path, "audio2pose", "auido2pose_00140-model.pth", device)
 
 
 # ------------------------------------------------------------------------------------------ inference
@@ -454,7 +414,7 @@ def audio_to_pose(model: Audio2Pose, mel_windows: torch.Tensor | np.ndarray, ref
         windows = window_features(audio, seq_len)  # [W, seq_len, 512]
         styles = torch.full((num_windows,), int(style), dtype=torch.long, device=device)
         motion = model.decode(windows, ref.expand(num_windows, POSE_DIM), styles, z)
-    logger.debug("Audio2Pose: %d frames, %d windows (remainder %d), style %d", num_frames, num_windows, rem, style)
+    log.debug("Audio2Pose: %d frames, %d windows (remainder %d), style %d", num_frames, num_windows, rem, style)
     return ref + assemble_motion(motion, num_frames)
 
 

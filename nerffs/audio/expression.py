@@ -24,7 +24,7 @@ from nerffs.audio.audio2exp import EXP_DIM, MEL_BANDS, MEL_WINDOW, Audio2Exp
 from nerffs.audio.config import AudioConfig
 from nerffs.errors import AudioError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def random_blink_sequence(num_frames: int, cfg: AudioConfig | None = None,
@@ -166,6 +166,6 @@ def audio_to_expression(model: Audio2Exp, mel_windows: torch.Tensor | np.ndarray
         w_audio, w_ref, w_ratio, bias = model.mapping_parts()
         drive = torch.addmm(bias, audio, w_audio.t()) + ratio.reshape(-1, 1) * w_ratio  # [T, 64]
         preds = reference_recurrence(drive, w_ref, e0.reshape(EXP_DIM), cfg.ref_momentum)
-    logger.debug("Audio2Exp: %d frames, a_m=%g, l_exp=%g, blink=%s", len(mel), cfg.ref_momentum, cfg.exp_scale,
+    log.debug("Audio2Exp: %d frames, a_m=%g, l_exp=%g, blink=%s", len(mel), cfg.ref_momentum, cfg.exp_scale,
                  "given" if blink is not None else cfg.blink)
     return preds * cfg.exp_scale

@@ -29,7 +29,7 @@ import numpy as np
 from nerffs.audio.config import AudioConfig
 from nerffs.errors import AudioError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 FORMATS_HINT = "wav, mp3, m4a/aac, flac or ogg"
 
@@ -132,7 +132,7 @@ def decode_audio(path: str | os.PathLike, cfg: AudioConfig | None = None) -> tup
     _check_file(p)
     ffmpeg = find_ffmpeg(cfg.ffmpeg)
     if ffmpeg is None:
-        logger.warning("no ffmpeg found; decoding %s with soundfile (wav/flac/ogg/mp3 only)", p)
+        log.warning("no ffmpeg found; decoding %s with soundfile (wav/flac/ogg/mp3 only)", p)
         return _decode_soundfile(p, cfg.max_seconds)
     return _decode_ffmpeg(p, ffmpeg, cfg.max_seconds)
 
@@ -223,6 +223,6 @@ def load_audio(path: str | os.PathLike, cfg: AudioConfig | None = None) -> np.nd
         raise AudioError(f"audio file {path} contains NaN or infinite samples; re-export it")
     wav = to_mono_16k(data, rate, cfg)
     check_duration(wav.shape[0], cfg, source=f"audio file {path}")
-    logger.debug("loaded %s: %d Hz x %d ch -> %d samples at %d Hz", path, rate, data.shape[1], wav.shape[0],
+    log.debug("loaded %s: %d Hz x %d ch -> %d samples at %d Hz", path, rate, data.shape[1], wav.shape[0],
                  cfg.sample_rate)
     return wav

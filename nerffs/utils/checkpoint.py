@@ -6,14 +6,20 @@ generator go through ``stylenerf.legacy`` instead.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from safetensors import safe_open
 
 from nerffs.errors import CheckpointError, WeightsMissingError
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def read_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: str | None = None,
@@ -39,7 +45,6 @@ def read_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: 
         raise WeightsMissingError(f"{what} not found at {p}; place the file there (see README 'Weights')")
     try:
         if p.suffix == ".safetensors":  # read only the tensors asked for (bundles hold several models)
-            from safetensors import safe_open
 
             with safe_open(str(p), framework="pt", device="cpu") as f:
                 state: Any = {k: f.get_tensor(k) for k in f.keys() if prefix is None or k.startswith(prefix)}
@@ -82,8 +87,6 @@ def _load_failure(exc: BaseException) -> str:
 
 def safetensors_keys(path: str | os.PathLike) -> list[str]:
     """Tensor names of a .safetensors file, from its header only (no tensor is read)."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return list(f.keys())
@@ -111,3 +114,50 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
         raise CheckpointError(f"{what} does not match the model: {'; '.join(problems)}; "
                               "is it the right file and model variant?")
     module.load_state_dict(dict(state_dict), strict=True)
+
+
+def load_with_counters(module: M, state_dict: Mapping[str, torch.Tensor], *, what: str = "checkpoint") -> M:
+    """``load_strict`` after filling absent BatchNorm ``num_batches_tracked`` counters with 0 (they only matter
+    for training and the SadTalker files may not store them); returns ``module`` in eval mode."""
+    state = dict(state_dict)
+    for name, buf in module.state_dict().items():
+        if name.endswith(".num_batches_tracked") and name not in state:
+            state[name] = torch.zeros_like(buf)
+    load_strict(module, state, what=what)
+    return module.eval()
+
+
+def load_sadtalker_network(model: M, path: str | os.PathLike, part: str, legacy_file: str,
+                           device: torch.device | str = "cpu") -> M:
+    """Load one SadTalker network from either official format, chosen by the file extension.
+
+    Args:
+        model: the network, freshly built (its class names it in messages).
+        path: ``*.safetensors`` (the SadTalker bundle: the entries under ``'<part>.'``) or ``*.pth``/``*.pt``
+            (the network's own file: its ``'model'`` entry), read without executing code.
+        part: the network's prefix in the bundle (``'audio2exp'``, ``'audio2pose'``).
+        legacy_file: the name of its own ``.pth`` file, offered in the unknown-extension message.
+        device: where to put the network.
+
+    Returns:
+        ``model`` with the weights (``load_with_counters``), in eval mode, on ``device``.
+
+    Raises:
+        WeightsMissingError: the file does not exist.
+        CheckpointError: unknown extension, unreadable file, no entries for ``part``, or missing, unexpected or
+            misshaped keys.
+    """
+    name = type(model).__name__
+    suffix = Path(path).suffix.lower()
+    if suffix == ".safetensors":
+        what = f"SadTalker safetensors ({part} part)"
+        state = read_state_dict(path, prefix=f"{part}.", what=what)
+    elif suffix in (".pth", ".pt"):
+        what = f"{name} .pth checkpoint"
+        state = read_state_dict(path, key="model", what=what)
+    else:
+        raise CheckpointError(f"{name} weights {path} have an unknown extension {suffix!r}; pass "
+                              f"SadTalker_V0.0.2_256.safetensors or {legacy_file}")
+    load_with_counters(model, state, what=what)
+    log.info("loaded %s from %s", name, path)
+    return model.to(device)

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from nerffs.errors import InputError
+
+T = TypeVar("T")
 
 
 def shard_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -16,3 +21,14 @@ def shard_info(rank: int | None = None, world_size: int | None = None) -> tuple[
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"bad shard: rank {rank} of world size {world}")
     return rank, world
+
+
+def wait_for_shards(pending: Callable[[], list[T]], timeout_s: float, poll_s: float) -> list[T]:
+    """Poll ``pending()`` (what the other processes have not finished yet) every ``poll_s`` seconds until it is
+    empty or ``timeout_s`` has passed; returns what is still pending then (empty: all done)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = pending()
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(poll_s)

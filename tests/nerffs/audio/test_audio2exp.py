@@ -123,7 +123,6 @@ def test_encode_rejects_wrong_window_shape() -> None:
 def test_load_sadtalker_safetensors(tmp_path: Path) -> None:
     state = official_state_dict(1)
     path = save_safetensors(tmp_path / "SadTalker_V0.0.2_256.safetensors", state)
-    assert_loaded(Audio2Exp.from_sadtalker_safetensors(path), state)
     assert_loaded(load_audio2exp(path), state)
 
 
@@ -138,7 +137,6 @@ def test_safetensors_without_batch_counters_loads(tmp_path: Path) -> None:
 def test_load_legacy_pth(tmp_path: Path) -> None:
     state = official_state_dict(3)
     path = save_pth(tmp_path / "auido2exp_00300-model.pth", state)
-    assert_loaded(Audio2Exp.from_audio2exp_pth(path), state)
     assert_loaded(load_audio2exp(path), state)
 
 

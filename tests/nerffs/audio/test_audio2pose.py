@@ -240,14 +240,12 @@ def test_load_sadtalker_bundle(tmp_path: Path) -> None:
     state = official_state_dict(1)
     path = save_bundle(tmp_path / "SadTalker_V0.0.2_256.safetensors", state)
     assert_loaded(load_audio2pose(path), state)
-    assert_loaded(Audio2Pose.from_sadtalker_safetensors(path), state)
 
 
 def test_load_legacy_pth(tmp_path: Path) -> None:
     state = official_state_dict(2)
     path = save_pth(tmp_path / "auido2pose_00140-model.pth", state)
     assert_loaded(load_audio2pose(path), state)
-    assert_loaded(Audio2Pose.from_audio2pose_pth(path), state)
 
 
 def test_bundle_without_batch_counters_loads(tmp_path: Path) -> None:
