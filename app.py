@@ -344,11 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from nerffs.utils.cli import run_command
+    from nerffs.utils.cli import run_cli
 
-    return run_command(lambda: _serve(ns))
+    return run_cli(lambda: _serve(ns))
 
 
 def _serve(ns: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ had a face.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -29,10 +30,10 @@ from nerffs.face3d.recon import Deep3DRegressor, preprocess_rgb_image
 from nerffs.preprocess.align import AlignConfig, align_face
 from nerffs.preprocess.image import load_image
 from nerffs.preprocess.landmarks import LandmarkDetector
-from nerffs.utils.logging import get_logger, progress
+from nerffs.utils.logging import progress
 from nerffs.utils.modules import module_device
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 """File endings read as driving frames in a folder (case-insensitive); other files are ignored."""
@@ -209,7 +210,7 @@ def _aligned_crop(frame: np.ndarray, detector: LandmarkDetector, cfg: AlignConfi
     try:
         return align_face(rgb, detector.detect(rgb), cfg).image
     except (NoFaceError, TinyFaceError) as exc:
-        logger.debug("driving frame without a usable face: %s", exc)
+        log.debug("driving frame without a usable face: %s", exc)
         return None
 
 
@@ -290,7 +291,7 @@ def estimate_driving(frames: Iterable[np.ndarray], detector: LandmarkDetector, r
     coeffs = FaceCoeffs.from_vector(torch.cat(chunks)[_hold_index(valid)])
     missing = valid.count(False)
     if missing:
-        logger.warning("%d of %d driving frames have no usable face; they repeat the previous frame's pose and "
+        log.warning("%d of %d driving frames have no usable face; they repeat the previous frame's pose and "
                        "expression", missing, len(valid))
     return DrivingSequence(angles=coeffs.angle.clone(), exp=coeffs.exp.clone(), trans=coeffs.trans.clone(),
                            valid=torch.tensor(valid, dtype=torch.bool), fps=float(fps))

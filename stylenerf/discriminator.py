@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stylenerf.layers import FullyConnectedLayer, blur_filter
+from stylenerf.legacy import read_official_pickle
 from torch_utils.ops import bias_act as _bias_act
 from torch_utils.ops import conv2d_resample as _conv2d_resample
 from torch_utils.ops import upfirdn2d as _upfirdn2d
@@ -245,7 +246,6 @@ def load_official_discriminator(path: str | os.PathLike, mbstd_group_size: int |
     Raises:
         ValueError: the snapshot has no ``D``.
     """
-    from stylenerf.legacy import read_official_pickle
 
     d = read_official_pickle(path).d
     if d is None:

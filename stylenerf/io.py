@@ -14,18 +14,17 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from stylenerf.config import GeneratorConfig
+from stylenerf.generator import Generator
 from stylenerf.legacy import config_from_official, describe_mismatch, read_official_pickle
 from torch_utils.files import atomic_path, atomic_write_text, file_sha256, save_safetensors
 
-if TYPE_CHECKING:
-    from stylenerf.generator import Generator
-
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -72,14 +71,12 @@ def save_generator(cfg: GeneratorConfig, state_dict: Mapping[str, torch.Tensor],
     save_safetensors(out / WEIGHTS_NAME, state_dict, metadata=header)
     with atomic_path(out / CONFIG_NAME) as tmp:
         cfg.to_json(tmp)
-    LOG.info("saved generator (%d tensors, %d px) to %s", len(state_dict), cfg.img_resolution, out)
+    log.info("saved generator (%d tensors, %d px) to %s", len(state_dict), cfg.img_resolution, out)
     return out
 
 
 # ---- load ----------------------------------------------------------------------------------------------------------
 def _read_weights(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as f:
             header = dict(f.metadata() or {})
@@ -115,10 +112,10 @@ def _fresh_conversion(pkl: Path) -> Path | None:
     try:
         _, header = _read_weights(weights)
     except GeneratorCheckpointError as exc:
-        LOG.warning("ignoring %s: %s", converted, exc)
+        log.warning("ignoring %s: %s", converted, exc)
         return None
     if header.get("source_size") != str(pkl.stat().st_size):
-        LOG.warning("ignoring %s: it was converted from a different file than %s (re-run the converter)",
+        log.warning("ignoring %s: it was converted from a different file than %s (re-run the converter)",
                     converted, pkl)
         return None
     return converted
@@ -150,7 +147,7 @@ def load_generator_state(path: str | os.PathLike) -> tuple[GeneratorConfig, dict
     if p.suffix in PICKLE_SUFFIXES:
         converted = _fresh_conversion(p)
         if converted is not None:
-            LOG.info("using converted generator %s for %s", converted, p)
+            log.info("using converted generator %s for %s", converted, p)
             return _read_converted(converted / WEIGHTS_NAME, converted / CONFIG_NAME)
         ckpt = read_official_pickle(p)
         cfg = config_from_official(ckpt.g_init_kwargs, ckpt.g_ema, synthesis_attrs=ckpt.synthesis_attrs)
@@ -173,7 +170,7 @@ def load_state_checked(module: torch.nn.Module, state_dict: Mapping[str, torch.T
     if problem and (strict or misshaped):
         raise GeneratorCheckpointError(f"{source} does not fit {type(module).__name__}: {problem}")
     if problem:
-        LOG.warning("%s: loading non-strictly: %s", source, problem)
+        log.warning("%s: loading non-strictly: %s", source, problem)
     module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=strict)
 
 
@@ -192,7 +189,6 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
         FileNotFoundError, GeneratorCheckpointError, UnsafePickleError, LegacyFormatError: see
             ``load_generator_state`` and ``load_state_checked``.
     """
-    from stylenerf.generator import Generator
 
     cfg, state = load_generator_state(path)
     generator = Generator(cfg)
@@ -245,6 +241,6 @@ def convert_official_pickle(pkl_path: str | os.PathLike, out_dir: str | os.PathL
     atomic_write_text(out / OFFICIAL_NAME, json.dumps(audit, indent=2, sort_keys=True, default=repr) + "\n")
     if sources_dir is not None:
         dump_module_sources(ckpt.module_sources, sources_dir)
-    LOG.info("converted %s -> %s (%d px, F=%d, %s)", pkl, out, cfg.img_resolution, cfg.nerf.rgb_out_dim,
+    log.info("converted %s -> %s (%d px, F=%d, %s)", pkl, out, cfg.img_resolution, cfg.nerf.rgb_out_dim,
              cfg.upsampler.upsample_mode)
     return out

@@ -41,7 +41,7 @@ import torch
 
 from torch_utils.files import cache_root
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 OPS_POLICIES = ("auto", "ref", "cuda")
 IMPLS = ("auto", "ref", "cuda")
@@ -136,16 +136,16 @@ def _build(module_name: str, files: list[Path], sources: list[Path], build_kwarg
         raise RuntimeError(f"cannot build CUDA plugin {module_name!r}: ninja is not available ({err})") from err
     build_dir = extensions_root() / _build_key(module_name, files, _device_tag())
     _stage_sources(files, build_dir)
-    logger.info("Building/loading CUDA plugin %r in %s ...", module_name, build_dir)
+    log.info("Building/loading CUDA plugin %r in %s ...", module_name, build_dir)
     start = time.perf_counter()
     module = cpp_extension.load(
         name=module_name,
         sources=[str(build_dir / s.name) for s in sources],
         build_directory=str(build_dir),
-        verbose=logger.isEnabledFor(logging.DEBUG),
+        verbose=log.isEnabledFor(logging.DEBUG),
         **build_kwargs,
     )
-    logger.info("CUDA plugin %r ready (%.1f s)", module_name, time.perf_counter() - start)
+    log.info("CUDA plugin %r ready (%.1f s)", module_name, time.perf_counter() - start)
     return module
 
 
@@ -181,7 +181,7 @@ def get_plugin(module_name: str, sources: list[str], headers: list[str] | None =
         entry.module = _build(module_name, files, source_paths, build_kwargs)
     except Exception as err:  # noqa: BLE001 - compiler and loader errors come in many types
         entry.error = err
-        logger.error("CUDA plugin %r could not be built: %s", module_name, err)
+        log.error("CUDA plugin %r could not be built: %s", module_name, err)
         raise RuntimeError(f"CUDA plugin {module_name!r} could not be built: {err}") from err
     return entry.module
 
@@ -222,6 +222,6 @@ def select_impl(impl: str, x: torch.Tensor, module_name: str, load: Callable[[],
         entry = _PLUGINS.setdefault(module_name, _PluginEntry())
         if not entry.fallback_warned:
             entry.fallback_warned = True
-            logger.warning("CUDA plugin %r unavailable (%s); using the pure-torch reference for the rest of "
+            log.warning("CUDA plugin %r unavailable (%s); using the pure-torch reference for the rest of "
                            "this process (set NERFFS_OPS=cuda to make this an error)", module_name, err)
         return None

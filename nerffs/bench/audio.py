@@ -8,7 +8,6 @@ synthetic voiced signal is used and the result says so.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from nerffs.audio.load import load_audio
 from nerffs.audio.mel import mel_windows
 from nerffs.audio.speech import find_espeak, synthesize_speech
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 def _synthetic_voice(path: Path, seconds: float, rate: int = 22050) -> Path:
     """Fallback input: a 4 Hz amplitude-modulated harmonic tone (pitch 120-180 Hz) with a little noise."""
@@ -82,7 +81,7 @@ def run(seconds_list: tuple[float, ...] = (8, 60), *, cfg: AudioConfig | None = 
     model = random_audio2exp(seed, device)
     source = "espeak-ng" if find_espeak() is not None else "synthetic"
     if source == "synthetic":
-        logger.warning("espeak-ng not found; benchmarking on a synthetic voiced signal")
+        log.warning("espeak-ng not found; benchmarking on a synthetic voiced signal")
     runs = []
     with tempfile.TemporaryDirectory(prefix="nerffs_bench_audio_") as tmp:
         make = synthesize_speech if source == "espeak-ng" else _synthetic_voice
@@ -91,7 +90,7 @@ def run(seconds_list: tuple[float, ...] = (8, 60), *, cfg: AudioConfig | None = 
             timing = _time_one(make(Path(tmp) / f"speech_{seconds:g}s.wav", float(seconds)), model, cfg)
             timing["audio_seconds_per_second"] = timing["audio_seconds"] / timing["total_s"]
             runs.append({"seconds": float(seconds), **timing})
-            logger.info("audio bench %gs: %.1f audio-s/s (load %.3fs, mel %.3fs, audio2exp %.3fs)", seconds,
+            log.info("audio bench %gs: %.1f audio-s/s (load %.3fs, mel %.3fs, audio2exp %.3fs)", seconds,
                         timing["audio_seconds_per_second"], timing["load_s"], timing["mel_s"], timing["audio2exp_s"])
     return {"device": str(device), "torch_threads": torch.get_num_threads(), "speech_source": source,
             "warmup_s": warmup["total_s"], "runs": runs}

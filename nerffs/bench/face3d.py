@@ -12,6 +12,7 @@ No official weight is available offline, so both stand-ins are labelled in the r
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from typing import Any
@@ -29,9 +30,8 @@ from nerffs.face3d.synthetic import synthetic_face_model
 from nerffs.preprocess.align import AlignConfig, align_face
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.preprocess.landmarks import DlibLandmarks
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 def _median_s(fn, repeats: int) -> float:
     fn()
@@ -107,5 +107,5 @@ def run(image: ImageSource | None = None, repeats: int = 3, fit_preset: str = "o
            "torch_threads": torch.get_num_threads(),
            "weights": "random Deep3D weights (stand-in)",
            "face_model": f"synthetic dome, {model.num_vertices} vertices (stand-in for BFM_model_front.mat)"}
-    logger.info("face3d benchmark: %s", out)
+    log.info("face3d benchmark: %s", out)
     return out

@@ -5,6 +5,7 @@ model loading time, so ``scripts/benchmark.py`` can tabulate them.
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -16,9 +17,8 @@ from nerffs.examples import example_photo
 from nerffs.preprocess.align import AlignConfig, align_face, paste_back
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.preprocess.landmarks import DlibConfig, DlibLandmarks
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -63,5 +63,5 @@ def run(image: ImageSource | None = None, repeats: int = 5, output_sizes: tuple[
         aligned = align_face(rgb, face, align_cfg)
         render = np.ascontiguousarray(aligned.image[:, ::-1])  # any same-size image stands in for a render
         result[f"paste_back_{size}_ms"] = _median_ms(lambda: paste_back(rgb, render, aligned), repeats)
-    logger.info("face_prep benchmark: %s", result)
+    log.info("face_prep benchmark: %s", result)
     return result

@@ -14,6 +14,9 @@ from typing import Any
 
 import torch
 
+from stylenerf import Generator, get_preset
+from stylenerf.camera import frontal_camera
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -34,8 +37,6 @@ def _time(fn, device: torch.device, repeats: int) -> tuple[float, Any]:
 
 def bench_preset(preset: str, device: str = "cpu", repeats: int = 3, threads: int | None = None) -> dict[str, Any]:
     """Time one generator pass of ``preset`` (batch 1, frontal camera, frozen background not cached)."""
-    from stylenerf import Generator, get_preset
-    from stylenerf.camera import frontal_camera
 
     if threads:
         torch.set_num_threads(threads)

@@ -21,6 +21,8 @@ from nerffs.inversion.config import ProjectionConfig, TuningConfig, official
 from nerffs.inversion.lpips import load_lpips
 from nerffs.inversion.projector import project
 from nerffs.inversion.pti import tune
+from stylenerf import Generator, get_preset
+from stylenerf.camera import frontal_camera
 
 
 def _step_times(stamps: list[float], start: float) -> list[float]:
@@ -56,8 +58,6 @@ def run(preset: str = "ffhq512", steps: int = 5, device: str | None = None) -> d
         extrapolated wall time of an official run (1000 + 2000 steps, no early stop), peak memory, the
         device and a ``weights`` label.
     """
-    from stylenerf import Generator, get_preset
-    from stylenerf.camera import frontal_camera
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)

@@ -15,6 +15,7 @@ then the output is measured with offline tools only:
 """
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import subprocess
@@ -38,10 +39,9 @@ from nerffs.preprocess.image import load_image
 from nerffs.preprocess.landmarks import DlibLandmarks
 from nerffs.render.sheet import SheetConfig, contact_sheet, write_contact_sheet
 from nerffs.render.views import render_views
-from nerffs.utils.logging import get_logger
 from nerffs.utils.packages import package_dir
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 ORBIT_YAWS = 15
 SILENCE_FRACTION = 0.05
@@ -54,7 +54,7 @@ def benchmark_photos(count: int = 3) -> list[tuple[str, np.ndarray]]:
     root = package_dir("insightface")
     group = root / "data" / "images" / "t1.jpg" if root is not None else None
     if group is None or not group.is_file():
-        logger.warning("insightface's t1.jpg is not installed; measuring the astronaut only")
+        log.warning("insightface's t1.jpg is not installed; measuring the astronaut only")
         return photos
     img = load_image(group)
     faces = sorted(DlibLandmarks().detect_all(img), key=lambda f: -f.score)
@@ -153,7 +153,7 @@ def run(photos: int = 3, timing: bool = True, out_dir: str | os.PathLike | None 
                                    pipe.config.audio.fps, detector, identity),
                    **measure_orbit(pipe, photo, detector)}
         report["photos"][name] = figures
-        logger.info("offline benchmark %s: %s", name, figures)
+        log.info("offline benchmark %s: %s", name, figures)
     if timing:
         report["timing"] = measure_timing(work)
         report["head_motion"] = measure_motion_cost()

@@ -28,7 +28,7 @@ from torch import nn
 from nerffs.errors import CheckpointError, WeightsMissingError
 from nerffs.face3d.coeffs import FaceCoeffs
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 NUM_KEYPOINTS = 68
 
@@ -107,7 +107,7 @@ def _load_bfm_mat(path: str | os.PathLike, what: str, hint: str) -> BFMData:
         if name not in mat:
             raise CheckpointError(f"{what} at {p} has no field {name!r}; is it the right file? ({hint})")
     data = _bfm_from_fields(mat, f"{what} at {p}")
-    logger.info("loaded %s from %s: %d vertices, %d triangles", what, p, data.num_vertices, data.tri.shape[0])
+    log.info("loaded %s from %s: %d vertices, %d triangles", what, p, data.num_vertices, data.tri.shape[0])
     return data
 
 

@@ -34,7 +34,7 @@ from nerffs.face3d.render import MeshRenderer, MeshRendererConfig
 from nerffs.utils.logging import progress
 from torch_utils.registry import Registry
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -279,7 +279,7 @@ def fit_landmarks(model: ParametricFaceModel, init: FaceCoeffs, target_lmk: torc
     cfg = cfg or FitConfig()
     _check_fit_inputs(init, target_lmk, renderer, image)
     if image is not None and renderer is None:
-        logger.warning("fit_landmarks: an image was given without a renderer; the photometric term stays off")
+        log.warning("fit_landmarks: an image was given without a renderer; the photometric term stays off")
     params = FaceCoeffs(**{name: getattr(init, name).detach().clone().requires_grad_(True) for name in LAYOUT})
     target_up = to_image_rows(target_lmk.detach().to(params.id.dtype), cfg.row_offset)
     objective = _Objective(model, params, target_up, cfg, renderer, image)
@@ -297,7 +297,7 @@ def fit_landmarks(model: ParametricFaceModel, init: FaceCoeffs, target_lmk: torc
         fitted = FaceCoeffs(**{name: getattr(params, name).detach() for name in LAYOUT})
         geo = model(fitted)
         error = (geo.landmarks - target_up).norm(dim=-1).mean(-1)
-    logger.info("3DMM fit: landmark error %.3f px (mean over batch), total loss %.4g",
+    log.info("3DMM fit: landmark error %.3f px (mean over batch), total loss %.4g",
                 float(error.mean()), losses["total"])
     return FitResult(coeffs=fitted, proj=geo.proj, landmarks=geo.landmarks, landmark_error=error, losses=losses,
                      history=history)

@@ -36,7 +36,7 @@ from nerffs.errors import CheckpointError, InputError
 from nerffs.face3d.resnet import ResNet, ResNetConfig
 from nerffs.utils.checkpoint import load_strict, read_state_dict
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _CLASS_NAMES_16 = ("background", "skin", "nose", "eyeglasses", "eyes", "brows", "ears", "mouth", "upper_lip",
                    "lower_lip", "hair", "hat", "earring", "necklace", "neck", "cloth")
@@ -406,6 +406,6 @@ def load_bisenet(path: str | os.PathLike, num_classes: int | None = None, *,
                               f"{num_classes} was requested; pass num_classes={found} or None")
     net = BiSeNet(ParsingConfig.for_num_classes(found, **config_overrides))
     load_strict(net, state, what=f"face-parsing checkpoint {name}")
-    logger.info("loaded %d-class BiSeNet from %s", found, path)
+    log.info("loaded %d-class BiSeNet from %s", found, path)
     return net.to(device).eval().requires_grad_(False)
 

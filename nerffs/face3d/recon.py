@@ -37,7 +37,7 @@ from nerffs.face3d.coeffs import NUM_COEFFS, FaceCoeffs
 from nerffs.face3d.resnet import ResNet, ResNetConfig
 from nerffs.utils.checkpoint import load_strict, read_state_dict, safetensors_keys
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def _fill_bn_counters(module: nn.Module, state: dict[str, torch.Tensor]) -> dict
                 filled[name] = torch.zeros_like(value)
                 added += 1
     if added:
-        logger.debug("filled %d missing BatchNorm num_batches_tracked counters with 0", added)
+        log.debug("filled %d missing BatchNorm num_batches_tracked counters with 0", added)
     return filled
 
 
@@ -215,5 +215,5 @@ def load_deep3d(path: str | os.PathLike, *, device: torch.device | str = "cpu",
     model = Deep3DRegressor(config)
     state = _fill_bn_counters(model, read_deep3d_state_dict(path))
     load_strict(model, state, what=f"Deep3D checkpoint {Path(path).name}")
-    logger.info("loaded Deep3D regressor from %s (%d tensors)", path, len(state))
+    log.info("loaded Deep3D regressor from %s (%d tensors)", path, len(state))
     return model.to(device).eval().requires_grad_(False)

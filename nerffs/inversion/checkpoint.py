@@ -10,17 +10,18 @@ ignored (the stage restarts).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from nerffs.utils.cache import tensors_key
 from nerffs.utils.io import save_safetensors
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 FORMAT = "nerffs.inversion.checkpoint/2"
 
@@ -90,14 +91,13 @@ def save_state(path: Path, state: StageState) -> None:
     tensors, meta = _flatten(state)
     meta["digest"] = tensors_key(tensors)
     save_safetensors(path, tensors, metadata={"nerffs": json.dumps(meta)})
-    logger.debug("checkpoint %s: %s step %d", path, state.stage, state.step)
+    log.debug("checkpoint %s: %s step %d", path, state.stage, state.step)
 
 
 def load_state(path: Path) -> StageState | None:
     """Read a snapshot; None (with a warning) when it is absent, unreadable, foreign or fails its checksum."""
     if not path.is_file():
         return None
-    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -109,7 +109,7 @@ def load_state(path: Path) -> StageState | None:
             raise ValueError("checksum mismatch")
         return _unflatten(tensors, meta)
     except Exception as exc:  # any damage means: start the stage again
-        logger.warning("ignoring damaged inversion checkpoint %s (%s: %s); restarting", path,
+        log.warning("ignoring damaged inversion checkpoint %s (%s: %s); restarting", path,
                        type(exc).__name__, exc)
         return None
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,9 @@ from nerffs.inversion.projector import ProjectionResult, StepCallback, project
 from nerffs.inversion.pti import tune
 from nerffs.utils.cache import weights_fingerprint
 from nerffs.utils.checkpoint import load_strict
-from nerffs.utils.logging import get_logger
 from stylenerf import Generator
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,7 +79,7 @@ def check_inputs(g: Generator, image: torch.Tensor, cam2world: torch.Tensor) -> 
     res, device = g.img_resolution, device_of(g)
     image = image.detach().to(device, torch.float32).clamp(-1, 1)
     if image.shape[-2:] != (res, res):
-        logger.warning("resizing the %dx%d image to the generator resolution %d", image.shape[-2], image.shape[-1], res)
+        log.warning("resizing the %dx%d image to the generator resolution %d", image.shape[-2], image.shape[-1], res)
         image = resize_image(image, res)
     return image, cam2world.detach().to(device, torch.float32)
 
@@ -91,7 +91,7 @@ def _lpips_pair(lpips: LPIPS | Mapping[str, LPIPS] | None, cfg: InversionConfig,
     if isinstance(lpips, LPIPS):
         given = {cfg.projection.lpips_net: lpips, cfg.tuning.lpips_net: lpips}
         if cfg.projection.lpips_net != cfg.tuning.lpips_net:
-            logger.info("one LPIPS-%s module given: used for both projection and tuning", lpips.net)
+            log.info("one LPIPS-%s module given: used for both projection and tuning", lpips.net)
     elif lpips is not None:
         given = dict(lpips)
     out = []
@@ -135,7 +135,7 @@ def invert(g: Generator, image: torch.Tensor, cam2world: torch.Tensor, cfg: Inve
     key = cache_mod.cache_key(fields)
     directory = Path(cache_dir) / key if cache_dir is not None else None
     if directory is not None and (hit := cache_mod.load_result(directory, key, g)) is not None:
-        logger.info("inversion cache hit %s", directory)
+        log.info("inversion cache hit %s", directory)
         return InversionResult(hit.ws.to(image.device), hit.bg_latent.to(image.device), hit.generator_state,
                                hit.losses, from_cache=True)
     ckpt = Checkpointer(directory / cache_mod.CHECKPOINT_NAME, cfg.checkpoint_every) if directory else None
@@ -143,7 +143,7 @@ def invert(g: Generator, image: torch.Tensor, cam2world: torch.Tensor, cfg: Inve
     if directory is not None:
         cache_mod.store_result(directory, key, fields, result.ws, result.bg_latent, result.generator_state,
                                result.losses)
-        logger.info("inversion stored in %s", directory)
+        log.info("inversion stored in %s", directory)
     return result
 
 
@@ -154,7 +154,7 @@ def _optimise(g: Generator, image: torch.Tensor, cam2world: torch.Tensor, cfg: I
     work = copy.deepcopy(g).eval()
     state = ckpt.load() if ckpt is not None else None
     if state is not None:
-        logger.info("resuming the inversion from its %s checkpoint at step %d", state.stage, state.step)
+        log.info("resuming the inversion from its %s checkpoint at step %d", state.stage, state.step)
     if state is None or state.stage == "projection":
         proj = project(work, image, cam2world, cfg.projection, metrics[0], freeze_bg=cfg.freeze_bg, rng=rng,
                        resume=state, checkpointer=ckpt, callback=callback, show_progress=show_progress)

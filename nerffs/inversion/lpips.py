@@ -18,6 +18,7 @@ linear heads are the v0.1 files shipped inside the ``lpips`` pip package; they a
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,11 +29,10 @@ from torch import nn
 
 from nerffs.errors import CheckpointError, WeightsMissingError
 from nerffs.utils.checkpoint import read_state_dict
-from nerffs.utils.logging import get_logger
 from nerffs.utils.packages import package_dir
 from nerffs.weights import REGISTRY, asset_path, fetch_command, resolve
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 Net = Literal["vgg", "alex"]
 
@@ -237,7 +237,7 @@ def load_lpips(net: Net = "vgg", backbone_path: str | os.PathLike | None = None,
         model.load_backbone(read_state_dict(path, what=f"LPIPS {net} backbone"), what=f"LPIPS {net} backbone {path}")
         model.backbone_source = str(path)
     elif allow_random:
-        logger.warning("LPIPS-%s: backbone %s not found; using RANDOM trunk weights (seed %d): smoke/test "
+        log.warning("LPIPS-%s: backbone %s not found; using RANDOM trunk weights (seed %d): smoke/test "
                        "metric, not perceptual", net, path, random_seed)
         model.randomize_backbone(torch.Generator().manual_seed(random_seed))
         model.backbone_source = f"random(seed={random_seed})"

@@ -17,6 +17,7 @@ uses, and the outputs are ``pivot.safetensors`` (ws, bg_latent), ``generator/`` 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,10 @@ from nerffs.preprocess.align import AlignConfig, align_photo
 from nerffs.preprocess.image import load_image, to_tensor
 from nerffs.render.cameras import front_matrix
 from nerffs.utils.io import atomic_write_text, save_safetensors
-from nerffs.utils.logging import get_logger
 from stylenerf import Generator, get_preset as generator_preset
 from stylenerf.io import load_generator, save_generator
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,7 +145,7 @@ def _from_generator(req: InvertRequest, cfg: InversionConfig
     allow_random = _check_lpips(req, cfg.allow_random_lpips)  # before the generator loads
     camera = _camera(req.angles)
     if req.weights is None:
-        logger.warning("SMOKE OUTPUT: generator preset %r with random weights (no --weights given)", req.preset)
+        log.warning("SMOKE OUTPUT: generator preset %r with random weights (no --weights given)", req.preset)
         torch.manual_seed(req.seed)
         g = Generator(generator_preset(req.preset)).eval().to(req.device)
     else:
@@ -179,7 +179,7 @@ def _check_lpips(req: InvertRequest, preset_allows_random: bool) -> bool:
     if not missing:
         return False
     if req.weights is None or preset_allows_random:
-        logger.warning("LPIPS backbones missing (%s): using RANDOM trunk weights, so the inversion loss is not "
+        log.warning("LPIPS backbones missing (%s): using RANDOM trunk weights, so the inversion loss is not "
                        "perceptual (fine for a smoke run; fetch them with `%s` for a real one)", ", ".join(missing),
                        weights.fetch_command(missing))
         return True

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from scipy import linalg
 from torch import nn
 
@@ -208,7 +209,6 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
         if p.suffix != ".safetensors":
             raise CheckpointError(f"refusing to read {p}: only the packaged default_1.pt or a .safetensors file "
                                   "of the Inception weights is loaded (see save_inception_safetensors)")
-        from safetensors.torch import load_file
 
         archive_state = load_file(str(p))
     else:
@@ -224,8 +224,6 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
 
 def save_inception_safetensors(out: str | os.PathLike) -> Path:
     """Write the packaged Inception tensors as safetensors (names ``net.*``), loadable by ``load_inception``."""
-    from safetensors.torch import save_file
-
     state = {f"net.{k}": v.contiguous() for k, v in load_inception().state_dict().items()}
     with atomic_path(out) as tmp:
         save_file(state, str(tmp))

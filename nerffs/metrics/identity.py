@@ -23,6 +23,7 @@ from torch import nn
 
 from nerffs.errors import InputError, NoFaceError, WeightsMissingError
 from nerffs.preprocess.landmarks import DlibLandmarks, default_dlib_model
+from nerffs.weights.paths import weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,6 @@ class ArcFaceIResNet(nn.Module):
 
 def load_arcface(path: str | os.PathLike | None = None) -> ArcFaceIResNet:
     """IResNet-100 with the state dict at ``path`` (default ``$NERFFS_WEIGHTS/arcface_iresnet100.pth``)."""
-    from nerffs.weights.paths import weights_dir
 
     path = Path(path) if path is not None else weights_dir() / ARCFACE_FILE
     if not path.is_file():

@@ -16,6 +16,7 @@ the input pose, the reference fit and driving frames.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,8 @@ from nerffs.face3d.fit import FitConfig, fit_landmarks
 from nerffs.offline.geometry import TAN6, world_to_ndc
 from nerffs.offline.portrait import Portrait
 from nerffs.preprocess.landmarks import DlibLandmarks, LandmarkDetector
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 FOCAL, CENTRE, DISTANCE = 1015.0, 112.0, 10.0
 MODEL_PER_WORLD = 2 * CENTRE * DISTANCE / (FOCAL * 2 * TAN6)
@@ -151,7 +151,7 @@ class LandmarkRegressor(nn.Module):
         try:
             points = self.detector.detect(rgb).points
         except NoFaceError:
-            logger.warning("landmark regressor: no face in a %dx%d image; using the rest pose", *rgb.shape[:2])
+            log.warning("landmark regressor: no face in a %dx%d image; using the rest pose", *rgb.shape[:2])
             return zeros.to_vector()
         device = self.face_model.mean_shape.device
         target = torch.as_tensor(points * (224.0 / rgb.shape[0]), dtype=torch.float32, device=device)[None]

@@ -16,6 +16,7 @@ their boundary chains are what :mod:`nerffs.offline.geometry` fills.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections import Counter
@@ -26,9 +27,8 @@ from typing import Any
 import numpy as np
 
 from nerffs.errors import MissingDependencyError
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 NUM_MESH_POINTS = 468
 INSTALL_HINT = ("pip install --no-deps mediapipe==0.10.21 (and the packages listed for it in requirements.txt); "

@@ -21,6 +21,7 @@ Basel Face Model data is used.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,9 +37,8 @@ from nerffs.preprocess.landmarks import DlibLandmarks
 from nerffs.talking.cache import FaceCache
 from nerffs.talking.loop import TalkingModels
 from nerffs.utils.cache import content_key
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 OFFLINE = "offline"
 
@@ -78,10 +78,10 @@ class OfflineModels:
         entry = cache.load("portrait", key) if cache is not None else None
         if entry is not None:
             try:
-                logger.info("offline portrait: reused the cached fit (%s)", key[:12])
+                log.info("offline portrait: reused the cached fit (%s)", key[:12])
                 return Portrait.from_arrays({k: v.numpy() for k, v in entry[0].items()})
             except ValueError as exc:
-                logger.warning("offline portrait cache entry %s is unusable (%s); refitting", key[:12], exc)
+                log.warning("offline portrait cache entry %s is unusable (%s); refitting", key[:12], exc)
         portrait = fit_portrait(aligned.image, self.cfg.portrait, self._face)
         if cache is not None:
             cache.save("portrait", key, {k: torch.from_numpy(np.ascontiguousarray(v))

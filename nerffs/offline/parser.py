@@ -13,6 +13,7 @@ A frame in which mediapipe finds no face gets an empty mouth mask (nothing is bl
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +23,8 @@ from torch import nn
 
 from nerffs.offline.mesh import MediaPipeFace, MeshTopology, mesh_topology
 from nerffs.offline.raster import polygon_mask
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class MeshParser(nn.Module):
         out = np.zeros((len(image), 1, h, w), np.float32)
         for i, pts in enumerate(self._points(image)):
             if pts is None:
-                logger.debug("mesh parser: no face in image %d of the batch", i)
+                log.debug("mesh parser: no face in image %d of the batch", i)
                 continue
             scale = np.array([w / image.shape[-1], h / image.shape[-2]])
             out[i, 0] = polygon_of(pts[:, :2] * scale, (h, w))

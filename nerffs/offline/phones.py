@@ -17,7 +17,7 @@ import numpy as np
 
 from nerffs.errors import MissingDependencyError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 DECODER_RATE = 16000
 """Sample rate (Hz) of the pocketsphinx en-us acoustic model."""
@@ -159,7 +159,7 @@ def recognise(wave: np.ndarray, sample_rate: int, transcript: str | None) -> tup
                 return phones, True
             raise RuntimeError("the alignment holds no speech phones")
         except (ValueError, RuntimeError) as exc:
-            logger.warning("forced alignment failed (%s); falling back to allphone decoding", exc)
+            log.warning("forced alignment failed (%s); falling back to allphone decoding", exc)
     return _tidy(_allphone(pcm), duration), False
 
 

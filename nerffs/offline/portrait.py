@@ -16,6 +16,7 @@ The result, :class:`Portrait`, is plain arrays: it is cached per face (safetenso
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -26,9 +27,8 @@ from nerffs.errors import NoFaceError
 from nerffs.offline.geometry import EXP_CHANNELS, GeometryConfig, PortraitMesh, build_mesh, world_to_ndc
 from nerffs.offline.mesh import MediaPipeFace, mesh_topology
 from nerffs.offline.raster import extend_outside, fill_hole, polygon_mask, rasterize
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 
@@ -231,6 +231,6 @@ def fit_portrait(image: np.ndarray, cfg: PortraitConfig | None = None, face: Med
         basis=mesh.basis, e0=mesh.e0, triangles=topo.triangles, lips_upper=topo.lips_inner.upper,
         lips_lower=topo.lips_inner.lower, outer_upper=topo.lips_outer.upper, outer_lower=topo.lips_outer.lower,
         face_oval=topo.face_oval, teeth_rgb=_teeth_colour(image, mesh), face_width=2.0 * face_width_px / g)
-    logger.info("offline portrait: %d-point mesh, reference expression %s", len(points),
+    log.info("offline portrait: %d-point mesh, reference expression %s", len(points),
                 ", ".join(f"{n}={v:.2f}" for n, v in zip(EXP_CHANNELS, mesh.e0) if v))
     return portrait

@@ -18,6 +18,7 @@ the mouth whatever the photo showed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import torch
@@ -28,9 +29,8 @@ from nerffs.audio.config import AudioConfig
 from nerffs.audio.expression import blink_sequence
 from nerffs.offline.geometry import EXP_CHANNELS
 from nerffs.offline.visemes import CHANNELS, VisemeConfig, mouth_curves
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 EXP_DIM = 64
 DEFAULT_EXP_SCALE = 1.5

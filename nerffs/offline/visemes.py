@@ -31,7 +31,7 @@ from nerffs.offline.phones import Phone, normalise_label, recognise, recognise_p
 
 __all__ = ["CHANNELS", "Phone", "VisemeConfig", "energy_curves", "mouth_curves", "phone_curves", "recognise_phones"]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 CHANNELS: tuple[str, ...] = ("jaw_open", "lip_part", "lip_round", "lip_spread", "lip_press", "lip_tuck")
 """Articulation channels: jaw rotation (1 = wide 'aa'); lips apart without jaw; pucker/rounding ('oo', 'w');
@@ -358,7 +358,7 @@ def mouth_curves(wave: np.ndarray, sample_rate: int, num_frames: int, transcript
     try:
         phones, aligned = recognise(wave, sample_rate, transcript)
     except (MissingDependencyError, RuntimeError) as exc:  # not installed, or a decoder failure
-        logger.warning("no phones (%s); using the energy fallback", exc)
+        log.warning("no phones (%s); using the energy fallback", exc)
         phones, aligned = [], False
     if _speech_recognised(phones, energetic, cfg):
         curves, source = phone_curves(phones, num_frames, cfg), "aligned" if aligned else "phones"
@@ -366,6 +366,6 @@ def mouth_curves(wave: np.ndarray, sample_rate: int, num_frames: int, transcript
         curves, source = energy_curves(wave, sample_rate, num_frames, cfg), "energy"
     if curves.shape[0]:
         curves = curves * _silence_gate(db, cfg)[:, None]
-    logger.info("mouth curves from %s: %d speech phones, %.2f s of energetic audio", source,
+    log.info("mouth curves from %s: %d speech phones, %.2f s of energetic audio", source,
                 sum(p.label != "SIL" for p in phones), energetic.sum() / cfg.fps)
     return curves, source

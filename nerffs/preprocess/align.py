@@ -21,6 +21,7 @@ changes of coordinates), so it is returned as a 3x3 matrix and used by ``paste_b
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -31,9 +32,8 @@ from scipy.ndimage import gaussian_filter
 from nerffs.errors import InputError, TinyFaceError
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.preprocess.landmarks import FaceLandmarks, LandmarkDetector, detect_landmarks
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,7 +175,7 @@ def align_face(image: ImageSource, landmarks: FaceLandmarks | np.ndarray,
     work, to_work = _prepare_source(rgb, quad, side, cfg.output_size, cfg.enable_padding)
     quad_work = apply_affine(to_work, quad)
     transform_size = cfg.resolved_transform_size(float(np.hypot(*(quad_work[3] - quad_work[0]))))
-    logger.debug("FFHQ crop: %.0f px quad, working image %dx%d, transform %d -> %d", side, work.width,
+    log.debug("FFHQ crop: %.0f px quad, working image %dx%d, transform %d -> %d", side, work.width,
                  work.height, transform_size, cfg.output_size)
     sampled = work.transform((transform_size, transform_size), Image.Transform.QUAD,
                              tuple((quad_work + 0.5).reshape(-1)), Image.Resampling.BILINEAR)
@@ -226,7 +226,7 @@ def _reflect_pad(img: Image.Image, quad_w: np.ndarray, side: float, border: int,
     if max(pad) <= border - 4:
         return img, to_work
     pad = [max(p, int(round(side * 0.3)), 1) for p in pad]  # left, top, right, bottom
-    logger.debug("the face crop leaves the photo; reflect-padding by %s px", pad)
+    log.debug("the face crop leaves the photo; reflect-padding by %s px", pad)
     arr = np.pad(np.asarray(img, dtype=np.float32), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), mode="reflect")
     h, w = arr.shape[:2]
     yy, xx = np.ogrid[:h, :w]

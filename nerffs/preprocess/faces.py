@@ -19,15 +19,15 @@ and none was asked for (naming each face's position and how to pick another), an
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from nerffs.errors import InputError, NoFaceError
 from nerffs.preprocess.landmarks import FaceLandmarks, LandmarkDetector, order_faces
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 MIN_ALPHA = 0.05
 """Faces found on the colour channels of a transparent photo count only where it is at least this opaque."""
@@ -129,14 +129,14 @@ def _log_choice(choice: FaceChoice, by_default: bool) -> None:
     confident = sum(choice.confident)
     listing = describe_faces(faces, choice.confident_score, i)
     if face.score < choice.confident_score:
-        logger.warning("the face animated (face %d, detector score %.2f < %.2f) is a doubtful detection and may "
+        log.warning("the face animated (face %d, detector score %.2f < %.2f) is a doubtful detection and may "
                        "not be a face; check the aligned preview, choose another with %s, or use a clearer photo "
                        "(faces: %s)", i, face.score, choice.confident_score, CHOOSE_HINT, listing)
     elif by_default and confident > 1:
-        logger.warning("%d faces found; animating face 0 (the most confident, large and frontal); choose another "
+        log.warning("%d faces found; animating face 0 (the most confident, large and frontal); choose another "
                        "with %s (faces: %s)", confident, CHOOSE_HINT, listing)
     elif len(faces) > 1:
-        logger.info("animating face %d of %d detections (faces: %s)", i, len(faces), listing)
+        log.info("animating face %d of %d detections (faces: %s)", i, len(faces), listing)
 
 
 def face_overlay(image: np.ndarray, faces: list[FaceLandmarks], confident_score: float,

@@ -7,6 +7,7 @@ can then assume that form.
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,9 +18,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nerffs.errors import InputError
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
 """Anything ``load_image`` accepts."""
@@ -105,7 +105,7 @@ def _open_file(path: Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if getattr(img, "n_frames", 1) > 1:
-                    logger.info("%s has %d frames; using the first", path, img.n_frames)
+                    log.info("%s has %d frames; using the first", path, img.n_frames)
                 img.seek(0)
                 img.load()
                 return _upright(img)
@@ -124,7 +124,7 @@ def _upright(img: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(img)
     except Exception as exc:  # malformed EXIF data raises a variety of errors (struct, KeyError, ...)
-        logger.warning("ignoring unreadable EXIF orientation (%s: %s)", type(exc).__name__, exc)
+        log.warning("ignoring unreadable EXIF orientation (%s: %s)", type(exc).__name__, exc)
         return img.copy()
 
 

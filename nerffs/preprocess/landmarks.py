@@ -17,6 +17,7 @@ a much larger face comes first, and among faces of about the same size the most 
 from __future__ import annotations
 
 import abc
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +28,8 @@ from PIL import Image
 from nerffs.errors import InputError, MissingDependencyError, NoFaceError, WeightsMissingError
 from nerffs.preprocess.image import ImageSource, load_image
 from nerffs.utils.packages import package_dir
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 NUM_LANDMARKS = 68
 
@@ -144,7 +144,7 @@ class LandmarkDetector(abc.ABC):
         """
         rgb = load_image(image)
         faces = order_faces(self._find_faces(rgb), self.confident_score)
-        logger.debug("%s found %d face(s) in a %dx%d image", self.name, len(faces), rgb.shape[1], rgb.shape[0])
+        log.debug("%s found %d face(s) in a %dx%d image", self.name, len(faces), rgb.shape[1], rgb.shape[0])
         return faces
 
     def detect(self, image: ImageSource, face_index: int | None = None) -> FaceLandmarks:
@@ -172,7 +172,7 @@ class LandmarkDetector(abc.ABC):
             raise InputError(f"face_index={face_index} is out of range: {len(faces)} face(s) found; use 0 to "
                              f"{len(faces) - 1} (faces are ranked confident, large and frontal first)")
         if face_index is None and len(faces) > 1:
-            logger.info("%d faces found; using face 0, the best ranked (pass face_index to choose another)",
+            log.info("%d faces found; using face 0, the best ranked (pass face_index to choose another)",
                         len(faces))
         return faces[index]
 
@@ -250,7 +250,7 @@ class DlibLandmarks(LandmarkDetector):
         else:
             raise InputError(f"unknown dlib detector {cfg.detector!r}; use 'hog' or 'cnn'")
         self._predictor = dlib.shape_predictor(str(predictor_path))
-        logger.info("loaded dlib %s detector and 68-point predictor %s", cfg.detector, predictor_path)
+        log.info("loaded dlib %s detector and 68-point predictor %s", cfg.detector, predictor_path)
         return self
 
     def _detect_scale(self, image: np.ndarray) -> float:

@@ -27,6 +27,7 @@ what the method adds on top of it, in one place:
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -34,9 +35,8 @@ import torch
 from nerffs.errors import InputError
 from nerffs.face3d.bfm import compute_rotation
 from nerffs.render.camera_spec import CameraSpec
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 __all__ = ["CameraSpec", "camera_path", "driving_angles_at_frames", "front_matrix", "front_matrix_from_rotation",
            "interpolate_keyframes", "orbit_offset", "orbit_offsets", "pose_cameras", "smooth_angles",
@@ -268,7 +268,7 @@ def driving_angles_at_frames(angles: torch.Tensor, num_frames: int, fps: float,
         frame = torch.floor(frame * (driving_fps / fps) + 1e-9)
     index = frame.long().clamp(max=angles.shape[0] - 1).to(angles.device)  # hold the last pose
     if int(frame[-1]) >= angles.shape[0]:
-        logger.info("driving clip has %d poses for %d frames; holding its last pose", angles.shape[0], num_frames)
+        log.info("driving clip has %d poses for %d frames; holding its last pose", angles.shape[0], num_frames)
     return angles[index]
 
 
@@ -334,5 +334,5 @@ def _warn_outside_training(cams: torch.Tensor) -> None:
     yaw, pitch = yaw_pitch_from_cam2world(cams)
     worst_yaw, worst_pitch = float(yaw.abs().max()), float(pitch.abs().max())
     if worst_yaw > _TRAINING_RANGE[0] or worst_pitch > _TRAINING_RANGE[1]:
-        logger.warning("camera path reaches yaw %.2f / pitch %.2f rad, outside StyleNeRF's training views "
+        log.warning("camera path reaches yaw %.2f / pitch %.2f rad, outside StyleNeRF's training views "
                        "(about +-%.2f / +-%.2f); expect artefacts", worst_yaw, worst_pitch, *_TRAINING_RANGE)

@@ -13,6 +13,7 @@ Keys (T frames; written atomically, readable with ``numpy.load`` without pickle)
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -22,9 +23,8 @@ import torch
 from nerffs.errors import InputError
 from nerffs.talking.loop import FrameRenderer
 from nerffs.utils.io import atomic_path
-from nerffs.utils.logging import get_logger
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 def _f32(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -82,6 +82,6 @@ def save_run_animation(config, talking, ref, exp: torch.Tensor, cams: torch.Tens
                                 .cpu() for s in range(0, exp.shape[0], chunk)])
     path = save_animation(rc.save_coefficients, exp, cams, config.audio.fps, pose=pose, control_points=points,
                           models=models)
-    logger.info("wrote the animation coefficients %s (exp, cams%s%s)", path, ", pose" if pose is not None else "",
+    log.info("wrote the animation coefficients %s (exp, cams%s%s)", path, ", pose" if pose is not None else "",
                 ", control points" if points is not None else "")
     return path

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from nerffs.errors import InputError
+from nerffs.render.cameras import CameraSpec
 from nerffs.render.frames import FrameStore
 from nerffs.render.manifest import (JobManifest, array_digest, check_same_job, file_digest, frame_settings,
                                     read_manifest, write_manifest)
@@ -42,8 +43,6 @@ def input_digests(image: Any, audio: str | os.PathLike | None, transcript: str |
         "transcript": None if transcript is None else hashlib.sha256(transcript.encode()).hexdigest(),
     }
     if isinstance(camera, str) and camera.strip().lower().startswith("driving:"):
-        from nerffs.render.cameras import CameraSpec
-
         clip = CameraSpec.parse(camera).driving
         digests["driving clip"] = file_digest(clip) if clip and Path(clip).exists() else None
     return digests

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,8 +27,6 @@ def ffmpeg_exe() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
-        import shutil
-
         exe = shutil.which("ffmpeg")
         if exe is None:
             raise RuntimeError("ffmpeg not found; pip install imageio-ffmpeg or apt-get install ffmpeg") from None
@@ -103,8 +103,6 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """Container tags of a media file (lower-case keys), parsed from ffmpeg's header dump."""
-    import subprocess
-
     res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path), "-f", "ffmetadata", "-"],
                          capture_output=True, text=True, check=False)
     tags = {}

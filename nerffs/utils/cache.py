@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,10 +26,9 @@ import torch
 from safetensors.torch import load_file
 
 from nerffs.utils.io import atomic_write_text, file_sha256, save_safetensors
-from nerffs.utils.logging import get_logger
 from torch_utils.files import cache_root
 
-logger = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 FACES = "faces"
 """Folder of the per-face results under the cache root."""
@@ -119,7 +119,7 @@ def load_entry(data: Path, record: Path, fmt: str | int,
             check(tensors, values)
         return tensors, values
     except Exception as exc:  # any damage: recompute rather than trust it
-        logger.warning("cache entry %s is damaged (%s: %s); recomputing", data, type(exc).__name__, exc)
+        log.warning("cache entry %s is damaged (%s: %s); recomputing", data, type(exc).__name__, exc)
         data.unlink(missing_ok=True)
         record.unlink(missing_ok=True)
         return None

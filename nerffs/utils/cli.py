@@ -25,9 +25,9 @@ from nerffs.errors import NerffsError
 USER_ERRORS = (NerffsError, ValueError, OSError, RuntimeError, pickle.UnpicklingError)
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""How CLIs log to stderr."""
 NOISY_LOGGERS = ("numba", "matplotlib")
 """Third-party loggers whose INFO lines say nothing to our users: kept at WARNING."""
-"""How CLIs log to stderr."""
 
 EXIT_INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""

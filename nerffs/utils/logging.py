@@ -1,16 +1,10 @@
-"""Logging and progress helpers for library code (no print in the library)."""
+"""Progress helpers for library code (no print in the library; each module logs through its own logger)."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
-
-
-def get_logger(name: str) -> logging.Logger:
-    """Module logger; configuration (level, handlers) is left to the application."""
-    return logging.getLogger(name)
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, enabled: bool = True,

@@ -19,12 +19,16 @@ import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from nerffs.errors import CheckpointError, WeightsMissingError
+from nerffs.utils.checkpoint import read_state_dict
 from nerffs.utils.io import atomic_path, atomic_write_text, file_sha256
 from nerffs.weights.paths import PICKLE_SUFFIXES, conversion_is_fresh, converted_path, missing_message, weights_dir
 from nerffs.weights.registry import Asset, lookup
+from stylenerf.io import GeneratorCheckpointError, convert_official_pickle
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "nerffs.weights.state_dict"
 """``format`` entry of the safetensors header of a converted torch file."""
@@ -42,10 +46,6 @@ def _source_metadata(src: Path) -> dict[str, str]:
 
 def _convert_torch(asset: Asset, src: Path, out: Path) -> Path:
     """``.pth``-style file -> ``out`` (.safetensors) + JSON record."""
-    from safetensors.torch import save_file
-
-    from nerffs.utils.checkpoint import read_state_dict
-
     state = read_state_dict(src, key=asset.convert_key, what=f"{asset.name} checkpoint")
     if not state:
         raise CheckpointError(f"{asset.name} checkpoint at {src} holds no tensors; is it the right file?")
@@ -58,13 +58,12 @@ def _convert_torch(asset: Asset, src: Path, out: Path) -> Path:
         save_file(tensors, str(tmp), metadata=header)
     record = {**header, "tensors": len(tensors), "converted_file": out.name}
     atomic_write_text(record_path(out), json.dumps(record, indent=2, sort_keys=True) + "\n")
-    LOG.info("%s: converted %s -> %s (%d tensors)", asset.name, src.name, out, len(tensors))
+    log.info("%s: converted %s -> %s (%d tensors)", asset.name, src.name, out, len(tensors))
     return out
 
 
 def _convert_pickle(asset: Asset, src: Path, out: Path) -> Path:
     """StyleNeRF pickle -> converted directory, errors as one-line ``CheckpointError``."""
-    from stylenerf.io import GeneratorCheckpointError, convert_official_pickle
 
     try:
         return convert_official_pickle(src, out)
@@ -98,10 +97,10 @@ def convert(name: str, root: str | os.PathLike | None = None, *, force: bool = F
         raise WeightsMissingError(missing_message(asset, root))
     out = converted_path(src)
     if out is None:
-        LOG.info("%s: %s is used as it is (no conversion needed)", name, src.name)
+        log.info("%s: %s is used as it is (no conversion needed)", name, src.name)
         return None
     if not force and conversion_is_fresh(src, out):
-        LOG.info("%s: %s is up to date", name, out)
+        log.info("%s: %s is up to date", name, out)
         return out
     if src.suffix.lower() in PICKLE_SUFFIXES:
         return _convert_pickle(asset, src, out)

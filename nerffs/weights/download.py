@@ -31,7 +31,7 @@ from nerffs.weights.paths import cli_command, missing_message, weights_dir
 from nerffs.weights.registry import Asset, lookup
 from nerffs.weights.verify import USABLE_STATES, inspect_file, published_mismatch, readable
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 USER_AGENT = "nerffs-weights/1 (+python urllib)"
@@ -114,7 +114,7 @@ def _response_span(resp: http.client.HTTPResponse, offset: int) -> tuple[int, in
                                 f"{resp.headers.get('Content-Range')!r}")
         return offset, (int(match.group(3)) if match.group(3) != "*" else None)
     if offset:
-        LOG.info("server ignored the Range header; restarting from byte 0")
+        log.info("server ignored the Range header; restarting from byte 0")
     return 0, (int(length) if length is not None else None)
 
 
@@ -189,7 +189,7 @@ def _fetch(url: str, part: Path, expected_size: int | None, *, timeout: float, r
             raise _SourceFailed(SourceFailure(
                 url, "dropped", f"{url}: connection dropped {drops} times, last at {got} B ({reason}); re-run to "
                                 "resume"))
-        LOG.warning("%s: %s at %d B; resuming (%d/%d)", desc, reason, got, drops, retries)
+        log.warning("%s: %s at %d B; resuming (%d/%d)", desc, reason, got, drops, retries)
 
 
 def _verify_download(asset: Asset, part: Path, url: str, recorded: Record | None) -> str:
@@ -263,33 +263,33 @@ def download(name: str, root: str | os.PathLike | None = None, *, accept_licence
         if found.state == "changed":  # maybe replaced on purpose: never overwrite it without being asked
             raise ChecksumError(found.detail)
         if found.state in USABLE_STATES:
-            LOG.info("%s: already at %s (%s)", name, target, found.detail)
+            log.info("%s: already at %s (%s)", name, target, found.detail)
             if recorded is None and found.sha256 is not None:
                 record(asset, root, found.sha256, target.stat().st_size, "found in place")
             return target
-        LOG.warning("%s: %s is corrupt (%s); downloading it again", name, target, found.detail)
+        log.warning("%s: %s is corrupt (%s); downloading it again", name, target, found.detail)
     urls = sources(asset, mirrors)
     if not urls:
         raise WeightsMissingError(missing_message(asset, root))
     require_acceptance(asset, accept_licences)
     if asset.needs_acceptance:  # accepted: still state the terms, visibly
-        LOG.warning("licence accepted for %s", licence_notice(asset))
+        log.warning("licence accepted for %s", licence_notice(asset))
     part = target.with_name(target.name + ".part")
     failures: list[SourceFailure] = []
     for url in urls:
-        LOG.info("%s: downloading %s", name, url)
+        log.info("%s: downloading %s", name, url)
         try:
             _fetch(url, part, asset.size, timeout=timeout, retries=retries, show_progress=show_progress, desc=name)
             digest = _verify_download(asset, part, url, recorded)
         except _SourceFailed as exc:
-            LOG.info("%s", exc.failure.reason)  # the final error sums up every source
+            log.info("%s", exc.failure.reason)  # the final error sums up every source
             failures.append(exc.failure)
             continue
         os.replace(part, target)
-        LOG.info("%s: saved %s (sha256 %s)", name, target, digest)
+        log.info("%s: saved %s (sha256 %s)", name, target, digest)
         if recorded is None:
             record(asset, root, digest, target.stat().st_size, url)
         else:
-            LOG.info("%s: sha256 matches the one recorded %s", name, recorded.recorded)
+            log.info("%s: sha256 matches the one recorded %s", name, recorded.recorded)
         return target
     raise _final_error(asset, target, failures, root)

@@ -21,7 +21,7 @@ from nerffs.utils.io import atomic_write_text
 from nerffs.weights.paths import cli_command, weights_dir
 from nerffs.weights.registry import Asset
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 LEDGER_NAME = "checksums.json"
 """File name of the ledger inside the weights directory."""
@@ -93,7 +93,7 @@ def record(asset: Asset, root: str | os.PathLike | None, sha256: str, size: int,
                    recorded=datetime.now(timezone.utc).replace(microsecond=0).isoformat())
     records[asset.filename] = entry
     _write(records, root)
-    LOG.info("%s: recorded sha256 %s (%d B) in %s", asset.name, sha256, size, ledger_path(root))
+    log.info("%s: recorded sha256 %s (%d B) in %s", asset.name, sha256, size, ledger_path(root))
     return entry
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from nerffs.errors import WeightsMissingError
 from nerffs.weights.registry import Asset, lookup
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 ENV_VAR = "NERFFS_WEIGHTS"
 """Environment variable naming the weights directory."""
@@ -100,7 +100,7 @@ def conversion_source_size(converted: Path) -> int | None:
         value = (safetensors_header(weights)[1].get("__metadata__") or {}).get("source_size")
         return int(value) if value is not None else None
     except (OSError, ValueError, AttributeError) as exc:  # unreadable header: not a usable conversion
-        LOG.warning("ignoring unreadable conversion %s (%s)", weights, type(exc).__name__)
+        log.warning("ignoring unreadable conversion %s (%s)", weights, type(exc).__name__)
         return None
 
 
@@ -140,7 +140,7 @@ def resolve(name: str, root: str | os.PathLike | None = None, *,
             return converted
         return original
     if converted is not None and converted_present(converted):
-        LOG.info("%s: using %s (the original %s is absent)", name, converted, original.name)
+        log.info("%s: using %s (the original %s is absent)", name, converted, original.name)
         return converted
     raise WeightsMissingError(missing_message(asset, root))
 

@@ -28,8 +28,9 @@ from nerffs.weights.ledger import Record, changed_message, lookup_record, record
 from nerffs.weights.paths import (PICKLE_SUFFIXES, TORCH_SUFFIXES, converted_path, converted_present, how_to_get,
                                   safetensors_header, weights_dir)
 from nerffs.weights.registry import REGISTRY, Asset, lookup
+from stylenerf.legacy import read_official_pickle
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 STATES = ("valid", "present", "changed", "missing", "corrupt")
 USABLE_STATES = ("valid", "present")
@@ -86,8 +87,6 @@ def _read_torch(path: Path) -> None:
 
 
 def _read_pickle(path: Path) -> None:
-    from stylenerf.legacy import read_official_pickle
-
     read_official_pickle(path)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from stylenerf.config import (CameraConfig, GeneratorConfig, MappingConfig, NeRFConfig, RendererConfig,
                               UpsamplerConfig)
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _BASE_CHANNELS = 32768
 """Official ``channel_base`` multiplier unit: C(r) = min(32768 * channel_base / r, channel_max) (spec 1.2)."""
@@ -170,7 +170,7 @@ def _refuse(option: str, value: Any, supported: str) -> LegacyFormatError:
 def _pick(name: str, stated: Any, measured: Any) -> Any:
     """The tensor-implied value, warning when the stored kwargs say otherwise."""
     if stated is not None and stated != measured:
-        LOG.warning("checkpoint kwargs (or the code default) give %s=%r but the tensors imply %r; using the tensors",
+        log.warning("checkpoint kwargs (or the code default) give %s=%r but the tensors imply %r; using the tensors",
                     name, stated, measured)
     return measured
 
@@ -258,7 +258,7 @@ def _fit_channels(outs: dict[int, int], base: int, cmax: int) -> tuple[int, int]
     fit_max = top if min(outs) * top < fit_base or not free else max(cmax, top)
     if not fits(fit_base, fit_max):
         raise LegacyFormatError(f"upsampler widths {outs} follow no min(channel_base / r, channel_max) rule")
-    LOG.warning("checkpoint kwargs give channel_base=%d, channel_max=%d but the upsampler tensors imply %d, %d; "
+    log.warning("checkpoint kwargs give channel_base=%d, channel_max=%d but the upsampler tensors imply %d, %d; "
                 "using the tensors", base, cmax, fit_base, fit_max)
     return fit_base, fit_max
 
@@ -269,7 +269,7 @@ def _upsampler(sk: dict, uk: dict, facts: dict) -> UpsamplerConfig:
     if mode is None:
         raise _refuse("upsample_mode", stated_mode, "'pixelshuffle' or 'nn_cat' (optionally with 'noblur')")
     if stated_mode.replace("noblur", "").strip("_-") != mode:
-        LOG.warning("checkpoint kwargs say upsample_mode=%r but the adapter tensors are %s; using %s",
+        log.warning("checkpoint kwargs say upsample_mode=%r but the adapter tensors are %s; using %s",
                     stated_mode, mode, mode)
         stated_mode = mode + ("_noblur" if "noblur" in stated_mode else "")
     raw_base = uk.get("channel_base", sk.get("channel_base", 1))
@@ -281,7 +281,7 @@ def _upsampler(sk: dict, uk: dict, facts: dict) -> UpsamplerConfig:
     beta = float(_number("magnitude_ema_beta", sk.get("magnitude_ema_beta", -1)))
     if facts["magnitude_ema"] != (beta > 0):
         measured = 0.999 if facts["magnitude_ema"] else -1.0
-        LOG.warning("checkpoint kwargs say magnitude_ema_beta=%g but w_avg buffers are %s; using %g", beta,
+        log.warning("checkpoint kwargs say magnitude_ema_beta=%g but w_avg buffers are %s; using %g", beta,
                     "present" if facts["magnitude_ema"] else "absent", measured)
         beta = measured
     clamp = sk.get("conv_clamp")
@@ -311,12 +311,12 @@ def _camera(ck: dict, attrs: Mapping[str, Any] | None) -> CameraConfig:
     absent = [k for k in ("fov", "ray_align_corner", "depth_range", "range_u", "range_v", "range_radius",
                           "gaussian_camera", "bg_start") if k not in cam]
     if absent:
-        LOG.warning("checkpoint camera settings lack %s; assuming the CameraRay class defaults %s and the FFHQ "
+        log.warning("checkpoint camera settings lack %s; assuming the CameraRay class defaults %s and the FFHQ "
                     "yaml values otherwise", absent, _CAMERA_CLASS_DEFAULTS)
     radius = cam.get("range_radius", default.radius)
     radius = tuple(radius) if isinstance(radius, (list, tuple)) else (radius, radius)
     if radius[0] != radius[-1]:
-        LOG.warning("camera range_radius %s: random cameras use a fixed radius %g in nerffs", radius, radius[0])
+        log.warning("camera range_radius %s: random cameras use a fixed radius %g in nerffs", radius, radius[0])
     return CameraConfig(
         fov=float(cam.get("fov", _CAMERA_CLASS_DEFAULTS["fov"])),
         ray_align_corner=bool(cam.get("ray_align_corner", _CAMERA_CLASS_DEFAULTS["ray_align_corner"])),
@@ -337,7 +337,7 @@ def _renderer(rk: dict, attrs: Mapping[str, Any] | None) -> RendererConfig:
     default = RendererConfig()
     absent = [k for k in ("n_ray_samples", "n_bg_samples", "hierarchical") if k not in ren]
     if absent:
-        LOG.warning("checkpoint renderer settings lack %s; assuming the FFHQ yaml values", absent)
+        log.warning("checkpoint renderer settings lack %s; assuming the FFHQ yaml values", absent)
     return RendererConfig(n_ray_samples=int(ren.get("n_ray_samples", default.n_ray_samples)),
                           n_bg_samples=int(ren.get("n_bg_samples", default.n_bg_samples)),
                           hierarchical=bool(ren.get("hierarchical", default.hierarchical)))
@@ -346,7 +346,7 @@ def _renderer(rk: dict, attrs: Mapping[str, Any] | None) -> RendererConfig:
 def _check_alpha(sd: Mapping[str, Any]) -> None:
     alpha = sd.get("synthesis.alpha")
     if alpha is not None and alpha.numel() == 1 and float(alpha) != 1.0:
-        LOG.warning("synthesis.alpha = %g, not 1 (spec 3.6): the official code would ignore camera_RT for alpha <= 0 "
+        log.warning("synthesis.alpha = %g, not 1 (spec 3.6): the official code would ignore camera_RT for alpha <= 0 "
                     "and blend resolutions; nerffs always renders the fully trained path", float(alpha))
 
 
@@ -408,7 +408,7 @@ def config_from_official(init_kwargs: Mapping[str, Any], state_dict: Mapping[str
         raise LegacyFormatError(f"upsampler blocks {reses} are not the powers of two 2*Rv ... R")
     stored = (attrs.get("U") or {}).get("block_resolutions")
     if stored is not None and list(stored) != reses:
-        LOG.warning("Upsampler.block_resolutions %s differ from the blocks present %s", stored, reses)
+        log.warning("Upsampler.block_resolutions %s differ from the blocks present %s", stored, reses)
     _check_alpha(state_dict)
     problem = describe_mismatch(expected_state_shapes(cfg), {k: tuple(v.shape) for k, v in state_dict.items()})
     if problem:

@@ -21,7 +21,7 @@ import numpy as np
 from stylenerf.legacy.config import LegacyFormatError
 from stylenerf.legacy.allowlist import PersistentRecord, SafeGlobal, StubObject
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _REF = re.compile(r"\$\{([^${}]*)\}")
 _MAX_DEPTH = 64
@@ -118,7 +118,7 @@ def _resolve_string(text: str, node: StubObject, depth: int) -> Any:
             return _lookup(whole.group(1).strip(), node, depth)
         return _REF.sub(lambda m: str(_lookup(m.group(1).strip(), node, depth)), text)
     except _Unresolved as exc:
-        LOG.warning("checkpoint config: cannot resolve %r (%s); kept as text", text, exc)
+        log.warning("checkpoint config: cannot resolve %r (%s); kept as text", text, exc)
         return text
 
 

@@ -32,7 +32,7 @@ from stylenerf.legacy.allowlist import PersistentRecord, SafeGlobal, StubObject,
 from stylenerf.legacy.config import LegacyFormatError, config_from_official
 from stylenerf.legacy.omegaconf_kwargs import to_plain
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 __all__ = ["OfficialCheckpoint", "flatten_module", "load_official_generator_state", "read_official_pickle",
            "restricted_loads"]
@@ -329,7 +329,7 @@ def read_official_pickle(path: str | os.PathLike) -> OfficialCheckpoint:
         raise LegacyFormatError(f"{p}: G_ema has no 'synthesis' module; not a StyleNeRF generator")
     d_rec = top.get("D")
     tsk = top.get("training_set_kwargs")
-    LOG.info("read %s: G_ema class %s, %d module sources embedded (not executed)", p, g_rec.class_name,
+    log.info("read %s: G_ema class %s, %d module sources embedded (not executed)", p, g_rec.class_name,
              len(_collect_sources(top)))
     return OfficialCheckpoint(
         g_ema=flatten_module(g_rec),

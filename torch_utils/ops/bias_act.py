@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from torch_utils import custom_ops
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _PLUGIN_NAME = "nerffs_bias_act_plugin"
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from torch_utils.ops import upfirdn2d as _upfirdn2d
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, down: int = 1,

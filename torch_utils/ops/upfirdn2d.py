@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch_utils import custom_ops
 from torch_utils.ops import _upfirdn2d_ref
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _PLUGIN_NAME = "nerffs_upfirdn2d_plugin"
 
@@ -125,7 +125,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: Scaling = 1, down: Sc
     _output_hw(x, f, up, down, padding)  # validates
     plugin = custom_ops.select_impl(impl, x, _PLUGIN_NAME, _load_plugin)
     if f.requires_grad and torch.is_grad_enabled():
-        logger.debug("upfirdn2d: the filter requires grad; using the differentiable textbook composition")
+        log.debug("upfirdn2d: the filter requires grad; using the differentiable textbook composition")
         return _upfirdn2d_naive(x, f, up, down, padding, flip_filter, gain)
     if plugin is None:
         kernel = "ref"
