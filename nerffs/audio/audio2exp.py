@@ -19,6 +19,7 @@ import os
 import torch
 from torch import nn
 
+from nerffs.errors import AudioError
 from nerffs.utils.checkpoint import load_sadtalker_network, load_with_counters
 
 
@@ -57,6 +58,23 @@ class ConvBlock(nn.Module):
         return torch.relu(out)
 
 
+def encode_mel(encoder: nn.Module, mel: torch.Tensor, who: str) -> torch.Tensor:
+    """Run the Wav2Lip-style ``encoder`` (``ENCODER_LAYOUT``) of ``who`` on [N, 80, 16] or [N, 1, 80, 16] mel
+    windows -> [N, 512] audio features; other shapes raise ValueError naming ``who``."""
+    if mel.ndim == 3:
+        mel = mel.unsqueeze(1)
+    if mel.ndim != 4 or tuple(mel.shape[1:]) != (1, MEL_BANDS, MEL_WINDOW):
+        raise ValueError(f"{who} expects mel windows [N, 1, {MEL_BANDS}, {MEL_WINDOW}], got {tuple(mel.shape)}")
+    return encoder(mel).reshape(mel.shape[0], AUDIO_DIM)
+
+
+def check_mel_windows(mel: torch.Tensor) -> None:
+    """Raise AudioError unless ``mel`` is [T, 80, 16] with T >= 1 (the per-frame windows of ``mel_windows``)."""
+    if mel.ndim != 3 or tuple(mel.shape[1:]) != (MEL_BANDS, MEL_WINDOW) or len(mel) < 1:
+        raise AudioError(f"mel windows must have shape [T, {MEL_BANDS}, {MEL_WINDOW}] with T >= 1, got "
+                         f"{tuple(mel.shape)}; build them with nerffs.audio.mel_windows")
+
+
 class Audio2Exp(nn.Module):
     """SadTalker's ExpNet with the official parameter names (spec 2.1-2.2).
 
@@ -78,12 +96,7 @@ class Audio2Exp(nn.Module):
         Returns:
             [N, 512] audio features.
         """
-        if mel.ndim == 3:
-            mel = mel.unsqueeze(1)
-        if mel.ndim != 4 or tuple(mel.shape[1:]) != (1, MEL_BANDS, MEL_WINDOW):
-            raise ValueError(f"Audio2Exp expects mel windows [N, 1, {MEL_BANDS}, {MEL_WINDOW}], "
-                             f"got {tuple(mel.shape)}")
-        return self.audio_encoder(mel).reshape(mel.shape[0], AUDIO_DIM)
+        return encode_mel(self.audio_encoder, mel, "Audio2Exp")
 
     def decode(self, audio: torch.Tensor, ref: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
         """The 577 -> 64 linear step on [audio, ref, ratio].

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nerffs.audio.audio2exp import AUDIO_DIM, ENCODER_LAYOUT, MEL_BANDS, MEL_WINDOW, ConvBlock
+from nerffs.audio.audio2exp import AUDIO_DIM, ENCODER_LAYOUT, ConvBlock, check_mel_windows, encode_mel
 from nerffs.errors import AudioError
 from nerffs.utils.checkpoint import load_sadtalker_network, load_with_counters
 from torch_utils.registry import Registry
@@ -185,12 +185,7 @@ class PoseAudioEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """[N, 80, 16] or [N, 1, 80, 16] mel windows -> [N, 512] audio features."""
-        if mel.ndim == 3:
-            mel = mel.unsqueeze(1)
-        if mel.ndim != 4 or tuple(mel.shape[1:]) != (1, MEL_BANDS, MEL_WINDOW):
-            raise ValueError(f"Audio2Pose expects mel windows [N, 1, {MEL_BANDS}, {MEL_WINDOW}], "
-                             f"got {tuple(mel.shape)}")
-        return self.audio_encoder(mel).reshape(mel.shape[0], AUDIO_DIM)
+        return encode_mel(self.audio_encoder, mel, "Audio2Pose")
 
 
 class PoseDecoder(nn.Module):
@@ -362,9 +357,7 @@ def assemble_motion(motion: torch.Tensor, num_frames: int) -> torch.Tensor:
 
 
 def _check_inputs(mel: torch.Tensor, ref: torch.Tensor, style: int, num_classes: int) -> None:
-    if mel.ndim != 3 or tuple(mel.shape[1:]) != (MEL_BANDS, MEL_WINDOW) or len(mel) < 1:
-        raise AudioError(f"mel windows must have shape [T, {MEL_BANDS}, {MEL_WINDOW}] with T >= 1, got "
-                         f"{tuple(mel.shape)}; build them with nerffs.audio.mel_windows")
+    check_mel_windows(mel)
     if ref.numel() != POSE_DIM or ref.ndim not in (1, 2):
         raise AudioError(f"reference pose must have shape [{POSE_DIM}] or [1, {POSE_DIM}] (3 angles, 3 "
                          f"translations), got {tuple(ref.shape)}")

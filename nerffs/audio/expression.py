@@ -20,7 +20,7 @@ import logging
 import numpy as np
 import torch
 
-from nerffs.audio.audio2exp import EXP_DIM, MEL_BANDS, MEL_WINDOW, Audio2Exp
+from nerffs.audio.audio2exp import EXP_DIM, Audio2Exp, check_mel_windows
 from nerffs.audio.config import AudioConfig
 from nerffs.errors import AudioError
 
@@ -82,9 +82,7 @@ def _as_tensor(x: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tens
 
 
 def _check_inputs(mel_windows: torch.Tensor, ref_exp: torch.Tensor, blink: torch.Tensor | None) -> None:
-    if mel_windows.ndim != 3 or tuple(mel_windows.shape[1:]) != (MEL_BANDS, MEL_WINDOW) or len(mel_windows) < 1:
-        raise AudioError(f"mel windows must have shape [T, {MEL_BANDS}, {MEL_WINDOW}] with T >= 1, got "
-                         f"{tuple(mel_windows.shape)}; build them with nerffs.audio.mel_windows")
+    check_mel_windows(mel_windows)
     if ref_exp.numel() != EXP_DIM or ref_exp.ndim not in (1, 2):
         raise AudioError(f"reference expression must have shape [{EXP_DIM}] or [1, {EXP_DIM}], got "
                          f"{tuple(ref_exp.shape)}; pass the 64 expression coefficients of the source face")
