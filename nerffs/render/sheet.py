@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from nerffs.render.views import render_views
 from nerffs.utils.io import atomic_path
+from stylenerf import Generator
 from stylenerf.camera import camera_from_angles
 
 
@@ -87,3 +89,17 @@ def keep_frames(frames: Iterator[np.ndarray], indices: list[int], into: dict[int
         if i in wanted:
             into[i] = np.array(frame)
         yield frame
+
+
+def write_run_sheet(video: Path, kept: dict[int, np.ndarray], generator: Generator, ws: torch.Tensor,
+                    bg_latent: torch.Tensor, cfg: SheetConfig, models: str) -> Path:
+    """The contact sheet beside ``video``: the kept frames {index: [H, W, 3] uint8}, then the identity (ws
+    [1, num_ws, w_dim], bg_latent [1, z_bg]) from ``cfg``'s orbit row; ``models`` describes the model set in the
+    caption."""
+    views = list(render_views(generator, ws, cfg.cameras(ws.device), bg_latent, show_progress=False))
+    sheet = contact_sheet([kept[i] for i in sorted(kept)], views,
+                          f"nerffs - {models} - frames of {video.name}, then yaw "
+                          f"{-cfg.max_yaw:+.2f}..{cfg.max_yaw:+.2f} rad", cfg,
+                          frame_labels=[f"frame {i}" for i in sorted(kept)],
+                          view_labels=[f"yaw {y:+.2f}" for y in cfg.yaws()])
+    return write_contact_sheet(sheet_path(video), sheet)
