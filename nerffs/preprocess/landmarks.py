@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -120,6 +121,11 @@ class LandmarkDetector(abc.ABC):
     #: Short backend name used in logs and error messages.
     name: str = "detector"
 
+    #: Held while a backend loads or runs: dlib's detector and predictor (and face-alignment) are not safe to
+    #: call from several threads at once (concurrent dlib HOG runs crashed the process), and one pipeline serves
+    #: concurrent calls. Detection is ~0.1 s, so taking turns costs little.
+    _native_lock = threading.Lock()
+
     @abc.abstractmethod
     def _find_faces(self, image: np.ndarray) -> list[FaceLandmarks]:
         """Return every face in ``image`` (``[H, W, 3]`` uint8 RGB), in any order."""
@@ -143,7 +149,9 @@ class LandmarkDetector(abc.ABC):
             list of ``FaceLandmarks`` in ``order_faces`` rank (may be empty).
         """
         rgb = load_image(image)
-        faces = order_faces(self._find_faces(rgb), self.confident_score)
+        with self._native_lock:
+            found = self._find_faces(rgb)
+        faces = order_faces(found, self.confident_score)
         log.debug("%s found %d face(s) in a %dx%d image", self.name, len(faces), rgb.shape[1], rgb.shape[0])
         return faces
 

@@ -221,3 +221,35 @@ def test_create_detector_choices(monkeypatch):
     assert isinstance(create_detector("fan"), FanLandmarks)
     with pytest.raises(InputError, match="unknown landmark backend"):
         create_detector("mediapipe")
+
+
+
+SHARED_DETECTOR_CHILD = """
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from PIL import Image
+from skimage import data
+from nerffs.preprocess import DlibLandmarks
+detector = DlibLandmarks().load()
+photo = data.astronaut()
+images = [photo, np.asarray(Image.fromarray(photo).resize((800, 800))), photo[:300, 100:400].copy()]
+serial = [detector.detect_all(image) for image in images]
+with ThreadPoolExecutor(6) as pool:
+    results = list(pool.map(lambda k: (k % 3, detector.detect_all(images[k % 3])), range(60)))
+for k, faces in results:
+    assert [f.points.tolist() for f in faces] == [f.points.tolist() for f in serial[k]], k
+print("ok", len(results))
+"""
+
+
+@pytest.mark.slow
+def test_one_detector_shared_by_threads_gives_the_serial_answer():
+    """One pipeline serves concurrent calls with one detector. dlib run from several threads at once crashes the
+    process (double free / segfault within about a second here), so detection takes turns; every thread must
+    get exactly the serial result. Run in a child process so that a crash fails this test, not the session."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", SHARED_DETECTOR_CHILD], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-500:]}"
+    assert out.stdout.split() == ["ok", "60"]
