@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,6 +64,12 @@ def quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+_NATIVE = threading.RLock()
+"""Held while mediapipe runs: its graphs crash the process when one is run from several threads at once (one
+pipeline serves concurrent calls with one parser), and ``quiet_native_stderr`` swaps the process-wide file
+descriptor 2. A face mesh is a few tens of milliseconds, so taking turns costs little."""
+
+
 class MediaPipeFace:
     """Face mesh (468 points) and person segmentation of uint8 RGB images; models load on first use.
 
@@ -88,9 +95,10 @@ class MediaPipeFace:
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         """[468, 3] float64 points (pixels; z in the pixel scale of x), or None when no face is found."""
         rgb = _check_rgb(rgb)
-        model = self._mesh_model()
-        with quiet_native_stderr():  # the graph logs once more on the first face it sees
-            result = model.process(rgb)
+        with _NATIVE:
+            model = self._mesh_model()
+            with quiet_native_stderr():  # the graph logs once more on the first face it sees
+                result = model.process(rgb)
         if not result.multi_face_landmarks:
             return None
         h, w = rgb.shape[:2]
@@ -100,19 +108,21 @@ class MediaPipeFace:
     def person_mask(self, rgb: np.ndarray) -> np.ndarray:
         """[H, W] float32 in [0, 1]: probability that a pixel belongs to the person (selfie segmentation)."""
         rgb = _check_rgb(rgb)
-        if self._seg is None:
-            mp = _import_mediapipe()
+        with _NATIVE:
+            if self._seg is None:
+                mp = _import_mediapipe()
+                with quiet_native_stderr():
+                    self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
             with quiet_native_stderr():
-                self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        with quiet_native_stderr():
-            mask = self._seg.process(rgb).segmentation_mask
+                mask = self._seg.process(rgb).segmentation_mask
         return np.asarray(mask, dtype=np.float32)
 
     def close(self) -> None:
-        for model in (self._mesh, self._seg):
-            if model is not None:
-                model.close()
-        self._mesh = self._seg = None
+        with _NATIVE:
+            for model in (self._mesh, self._seg):
+                if model is not None:
+                    model.close()
+            self._mesh = self._seg = None
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
